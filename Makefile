@@ -1,0 +1,53 @@
+# rebuy: `make run` and `make test` set everything up themselves on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export REBUY_HOME ?= $(CURDIR)/.rebuy
+DATA   ?= $(REBUY_HOME)/data/sample
+USERS  ?= 20000
+DAYS   ?= 365
+SEED   ?= 7
+
+.PHONY: run test test-fast lint bench constraints clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rebuy sample --out $(DATA) --users $(USERS) --days $(DAYS) --seed $(SEED)
+	$(BIN)/rebuy validate --data $(DATA)
+	$(BIN)/rebuy features --data $(DATA) --out $(REBUY_HOME)/features/user_features.parquet
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python -m experiments.bench_sample
+	$(BIN)/python -m experiments.bench_features
+
+constraints:
+	rm -rf /tmp/rebuy-constraints && $(PYTHON) -m venv /tmp/rebuy-constraints
+	/tmp/rebuy-constraints/bin/pip install --quiet --upgrade pip
+	/tmp/rebuy-constraints/bin/pip install --quiet '.[dev]' \
+	  opentelemetry-api==1.45.1 opentelemetry-sdk==1.45.1 opentelemetry-proto==1.45.1
+	( head -3 constraints.txt; /tmp/rebuy-constraints/bin/pip freeze | grep -v '^rebuy' ) > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""rebuy: recommendation and repurchase prediction for e-commerce stores."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from rebuy.cli import app
+
+app(prog_name="rebuy")
