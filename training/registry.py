@@ -1,0 +1,139 @@
+"""Where MLflow lives, and registering model versions under the `champion` / `challenger` aliases.
+
+Deployment settings come from the environment, read here only:
+
+``MLFLOW_TRACKING_URI``
+    Tracking (and registry) server. Default: a local SQLite store ``<REBUY_HOME>/mlflow.db``.
+``MLFLOW_REGISTRY_URI``
+    Registry, when it differs from the tracking server. Default: the tracking URI.
+``REBUY_HOME``
+    Local state folder (default ``.rebuy`` in the working directory): the SQLite store, run
+    artifacts under ``mlartifacts/``, generated data.
+``REBUY_EXPERIMENT``
+    MLflow experiment name (default ``rebuy``).
+
+With the local default, the experiment is created with an explicit artifact location under
+REBUY_HOME, so artifacts never scatter into ``./mlruns`` of whatever folder a command ran in.
+Registry stages are not used: the first version registered for a name becomes its
+``champion``; later versions become ``challenger`` and are promoted by `promote_version`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Self
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel, ConfigDict
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DEFAULT_HOME = ".rebuy"
+DEFAULT_EXPERIMENT = "rebuy"
+
+
+class RegistrySettings(BaseModel):
+    """Resolved MLflow locations; build with `RegistrySettings.from_env`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path
+    tracking_uri: str
+    registry_uri: str
+    experiment_name: str = DEFAULT_EXPERIMENT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Settings from ``REBUY_HOME``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``, ``REBUY_EXPERIMENT``."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("REBUY_HOME") or DEFAULT_HOME).expanduser().resolve()
+        tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        return cls(
+            home=home,
+            tracking_uri=tracking,
+            registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking,
+            experiment_name=env.get("REBUY_EXPERIMENT") or DEFAULT_EXPERIMENT,
+        )
+
+    @property
+    def is_local(self) -> bool:
+        """True when tracking is a local file or SQLite store (artifacts then go under `home`)."""
+        return self.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in self.tracking_uri
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact root for new experiments: under `home` when local, the server's choice otherwise."""
+        return (self.home / "mlartifacts").as_uri() if self.is_local else None
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+def setup_mlflow(settings: RegistrySettings) -> str:
+    """Point MLflow at `settings` and return the id of the experiment, creating it when missing."""
+    if settings.is_local:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    experiment_id = mlflow.create_experiment(
+        settings.experiment_name, artifact_location=settings.artifact_location
+    )
+    logger.info(
+        "created MLflow experiment %s (%s) at %s",
+        settings.experiment_name,
+        experiment_id,
+        settings.tracking_uri,
+    )
+    return experiment_id
+
+
+def get_alias_version(settings: RegistrySettings, name: str, *, alias: str = CHAMPION) -> ModelVersion | None:
+    """The version of registered model `name` that `alias` points to, or None if there is none."""
+    try:
+        return settings.client().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def register_version(
+    settings: RegistrySettings, model_uri: str, *, name: str, tags: Mapping[str, str] | None = None
+) -> tuple[ModelVersion, str]:
+    """Register `model_uri` as a new version of `name` and give it an alias.
+
+    The first version of a name becomes its ``champion``; any later one becomes ``challenger``
+    (promotion to champion is a separate, deliberate step: `promote_version`).
+
+    Returns
+    -------
+    tuple[ModelVersion, str]
+        The new version and the alias it received.
+    """
+    setup_mlflow(settings)
+    version = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
+    alias = CHALLENGER if get_alias_version(settings, name, alias=CHAMPION) is not None else CHAMPION
+    settings.client().set_registered_model_alias(name, alias, version.version)
+    logger.info("registered %s version %s as %s", name, version.version, alias)
+    return version, alias
+
+
+def promote_version(settings: RegistrySettings, name: str, *, version: str) -> None:
+    """Point ``champion`` of `name` at `version` (and drop ``challenger`` if it pointed there)."""
+    client = settings.client()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = get_alias_version(settings, name, alias=CHALLENGER)
+    if challenger is not None and str(challenger.version) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    logger.info("promoted %s version %s to %s", name, version, CHAMPION)
