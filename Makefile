@@ -9,7 +9,7 @@ USERS  ?= 20000
 DAYS   ?= 365
 SEED   ?= 7
 
-.PHONY: run test test-fast lint bench constraints clean
+.PHONY: install run test test-fast lint bench constraints clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
