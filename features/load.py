@@ -38,7 +38,7 @@ from features.errors import SchemaError
 logger = logging.getLogger(__name__)
 
 TABLE = "table"
-REASON_CODE = "reason_code"
+REASON_CODE = s.REASON_CODE
 QUARANTINE_FILE = "quarantine.csv"
 QUARANTINE_COLUMNS: tuple[str, ...] = (
     TABLE,

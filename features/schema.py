@@ -56,7 +56,8 @@ AS_OF = "as_of"
 # quarantine tables
 SOURCE_FILE = "source_file"
 ROW_NUMBER = "row_number"  # 1-based data row in the source file (header not counted)
-REASON = "reason"
+REASON = "reason"  # message naming the column, the offending value and what was expected
+REASON_CODE = "reason_code"  # machine-readable reason, e.g. invalid_ts or cancellation
 
 
 class EventType(StrEnum):
