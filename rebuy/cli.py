@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from features import schema as s
 from features.errors import RebuyError
@@ -32,6 +33,10 @@ import_app = typer.Typer(
     help="Convert a public real-world log into a rebuy store folder.", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
+evaluate_app = typer.Typer(
+    help="Offline evaluation against baselines on a time split, logged to MLflow.", no_args_is_help=True
+)
+app.add_typer(evaluate_app, name="evaluate")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -51,7 +56,7 @@ def main(
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -235,7 +240,11 @@ def features(
         console.print(
             f"[yellow]{result.rows_quarantined:,} invalid rows were left out (see `rebuy validate`)[/]"
         )
-    segment_col = next((c for c in table.columns if str(c) == "segment"), None)
-    if segment_col is not None:
-        counts = table[segment_col].value_counts()
-        console.print("segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    counts = table[s.FEATURE_SEGMENT].value_counts()
+    console.print("segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+# --- recommender commands ----------------------------------------------------------------------
+
+
+# --- repurchase, churn and timing commands -------------------------------------------------------
