@@ -1,0 +1,195 @@
+"""Offline evaluation of the recommender against baselines on one time split.
+
+Everything is fitted on the events before ``as_of``; the truth is what each user bought in
+``[as_of, as_of + horizon_days)`` (`experiments.splits.split_at`, users without history left
+out). The full recommender's re-ranker trains on the window before ``as_of``, never on the test
+window. Models: most popular, personal top-frequency with recency decay, item-kNN, plain ALS,
+the fixed blend and the full recommender (LambdaRank). Metrics at `k`: recall, NDCG, hit rate,
+catalogue coverage, and recall on repeat items (bought before ``as_of``) and explore items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.metrics import RecallAtK, calc_metrics, metric_key, standard_metrics
+from experiments.splits import REPEAT, split_at
+from features.build_stats import check_as_of
+from features.schema import StoreTables
+from training.baselines import (
+    AlsRecommender,
+    ItemKnnRecommender,
+    MostPopularRecommender,
+    TopFrequencyRecommender,
+)
+from training.recommender import Recommender, RecommenderConfig, build_interaction_data, flatten_config
+
+logger = logging.getLogger(__name__)
+
+MODELS: tuple[str, ...] = ("most_popular", "top_frequency", "item_knn", "als", "fixed_blend", "full")
+CURVE_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
+
+
+@dataclass(frozen=True)
+class RecommenderEvaluation:
+    """Result of `evaluate_recommender`.
+
+    ``table``: one row per model (index ``model``, in `MODELS` order), metric columns
+    (``recall_at_10``, ``ndcg_at_10``, ``hit_rate_at_10``, ``coverage_at_10``,
+    ``recall_repeat_at_10``, ``recall_explore_at_10``, ``seconds``). ``curves``: model -> {k: recall}.
+    """
+
+    table: pd.DataFrame
+    curves: dict[str, dict[int, float]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def margin(self, metric: str, *, model: str = "full") -> float:
+        """Relative gain of `model` over the best other non-blend baseline on `metric`."""
+        others = self.table.drop(index=[model, "fixed_blend"], errors="ignore")[metric]
+        best = float(others.max())
+        return float(self.table.loc[model, metric]) / best - 1.0
+
+
+def evaluate_recommender(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int = 30,
+    config: RecommenderConfig | None = None,
+    k: int = 10,
+    models: Sequence[str] = MODELS,
+    show_progress: bool = False,
+) -> RecommenderEvaluation:
+    """Fit every model on the history before `as_of` and score the next `horizon_days`."""
+    config = config or RecommenderConfig()
+    as_of = check_as_of(as_of)
+    history, truth = split_at(tables.events, as_of=as_of, horizon_days=horizon_days)
+    users = truth["user_id"].unique()
+    n_items = len(tables.items)
+    metrics = standard_metrics(k, n_items=n_items)
+    top_k = max(max(CURVE_KS), k)
+    data = build_interaction_data(tables, as_of=as_of, config=config)
+    rows: dict[str, dict[str, float]] = {}
+    curves: dict[str, dict[int, float]] = {}
+    for name in models:
+        started = time.perf_counter()
+        if name == "full":
+            reco = (
+                Recommender(config.model_copy(update={"ranker": "lambdarank"}))
+                .fit(tables, as_of=as_of, show_progress=show_progress)
+                .recommend(users, k=top_k)
+            )
+        elif name == "fixed_blend":
+            reco = (
+                Recommender(config.model_copy(update={"ranker": "blend"}))
+                .fit(tables, as_of=as_of, show_progress=show_progress)
+                .recommend(users, k=top_k)
+            )
+        else:
+            baseline = {
+                "most_popular": MostPopularRecommender,
+                "top_frequency": TopFrequencyRecommender,
+                "item_knn": ItemKnnRecommender,
+            }.get(name)
+            model = baseline() if baseline is not None else AlsRecommender(config.als)
+            reco = model.fit(data, show_progress=show_progress).recommend(users, k=top_k)
+        seconds = time.perf_counter() - started
+        row = calc_metrics(metrics, reco, truth)
+        row[metric_key("recall_repeat", k)] = RecallAtK(k).calc(reco, truth.loc[truth[REPEAT]])
+        row[metric_key("recall_explore", k)] = RecallAtK(k).calc(reco, truth.loc[~truth[REPEAT]])
+        row["seconds"] = seconds
+        rows[name] = row
+        curves[name] = {kk: RecallAtK(kk).calc(reco, truth) for kk in CURVE_KS}
+        logger.info("%s: %s (%.1fs)", name, ", ".join(f"{m} {v:.4f}" for m, v in row.items()), seconds)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    info = {
+        "as_of": str(as_of),
+        "horizon_days": horizon_days,
+        "k": k,
+        "n_history_events": len(history),
+        "n_eval_users": len(users),
+        "n_truth_pairs": len(truth),
+        "repeat_share": float(truth[REPEAT].mean()) if len(truth) else float("nan"),
+        "n_items": n_items,
+    }
+    return RecommenderEvaluation(table=table, curves=curves, info=info)
+
+
+def plot_recall_curves(evaluation: RecommenderEvaluation, path: Path) -> Path:
+    """Recall@K against K for every model, written to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in evaluation.curves.items():
+        ax.plot(list(curve), list(curve.values()), marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K")
+    ax.set_title(f"Recall@K, as of {evaluation.info.get('as_of', '')[:10]}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_evaluation(
+    evaluation: RecommenderEvaluation,
+    *,
+    config: RecommenderConfig,
+    settings: Any,
+    data_dir: Path | None = None,
+) -> str:
+    """Log the evaluation to MLflow: a parent run (config, info, table, plot) and one child run
+    per model with its metrics under the plain keys (``recall_at_10``). Returns the parent run id."""
+    import mlflow
+
+    from training.registry import setup_mlflow
+
+    experiment_id = setup_mlflow(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate-recommender") as run:
+        mlflow.set_tag("rebuy.task", "evaluate-recommender")
+        params = {**flatten_config(config), **{f"eval.{k}": v for k, v in evaluation.info.items()}}
+        if data_dir is not None:
+            params["eval.data"] = str(data_dir)
+        mlflow.log_params(params)
+        full = evaluation.table.loc["full"] if "full" in evaluation.table.index else None
+        if full is not None:
+            mlflow.log_metrics({k: float(v) for k, v in full.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            evaluation.table.to_csv(tmp_path / "evaluation.csv")
+            (tmp_path / "recall_curves.json").write_text(json.dumps(evaluation.curves, indent=2))
+            plot_recall_curves(evaluation, tmp_path / "recall_at_k.png")
+            mlflow.log_artifacts(str(tmp_path), artifact_path="evaluation")
+        for name, row in evaluation.table.iterrows():
+            with mlflow.start_run(experiment_id=experiment_id, run_name=str(name), nested=True):
+                mlflow.set_tag("rebuy.model", str(name))
+                mlflow.log_metrics({k: float(v) for k, v in row.items()})
+                for kk, value in evaluation.curves[str(name)].items():
+                    mlflow.log_metric("recall_at_k_curve", value, step=kk)
+        return run.info.run_id
+
+
+__all__ = [
+    "CURVE_KS",
+    "MODELS",
+    "RecommenderEvaluation",
+    "evaluate_recommender",
+    "log_evaluation",
+    "plot_recall_curves",
+]
