@@ -42,7 +42,9 @@ from typing import Any, Literal, Protocol, Self
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
+from pandas.api.internals import create_dataframe_from_blocks
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import ndtr
 from threadpoolctl import threadpool_limits
@@ -521,6 +523,12 @@ class _PairTable:
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(position in `rows`, column, offset into the value arrays) of every entry; rows < 0 are empty."""
+        if len(rows) == 1:  # one user (the serving path): a slice
+            start, end = (
+                (int(self.indptr[rows[0]]), int(self.indptr[rows[0] + 1])) if rows[0] >= 0 else (0, 0)
+            )
+            offsets = np.arange(start, end)
+            return np.zeros(end - start, dtype=np.int64), self.indices[start:end].astype(np.int64), offsets
         safe = np.maximum(rows, 0)
         starts = self.indptr[safe]
         lens = np.where(rows >= 0, self.indptr[safe + 1] - starts, 0)
@@ -607,7 +615,7 @@ class _State:
     def as_of_day(self) -> float:
         return self.as_of.value / DAY_NS
 
-    def derived(self, name: str) -> Any:
+    def derived(self, name: str | tuple[str, int]) -> Any:
         """Arrays derived from the stored ones, computed once per process (never saved)."""
         cache = self.__dict__.setdefault("_derived", {})
         if name not in cache:
@@ -619,9 +627,44 @@ class _State:
             elif name == "comp_dense":
                 n = len(self.items)
                 cache[name] = self.complements.toarray().astype(np.float64) if n <= 5000 else None
+            elif name == "item_factors_t64":  # item factors, transposed, as float64 (for scoring)
+                cache[name] = self.item_factors.T.astype(np.float64)
+            elif name == "user_lookup":  # user_id -> user_idx
+                cache[name] = {u: i for i, u in enumerate(self.users.ids.tolist())}
+            elif name == "item_lookup":  # item_id -> item_idx
+                cache[name] = {u: i for i, u in enumerate(self.items.ids.tolist())}
+            elif name == "all_allowed":  # the allowed mask of a request without filters
+                cache[name] = _read_only(np.ones(len(self.items), dtype=bool))
+            elif name == "item_cycle":  # store-wide cycle of each item's category
+                cache[name] = _read_only(self.category_cycle[self.item_category])
+            elif name == "log_popularity":
+                cache[name] = _read_only(np.log1p(self.popularity))
+            elif name == "category_code_float":
+                cache[name] = _read_only(self.item_category.astype(np.float64))
+            elif name == "popularity_rank":  # 1-based rank of each item by popularity
+                cache[name] = _read_only(_row_rank(self.popularity[None, :]).astype(np.float64)[0])
+            elif name == "popularity_order":  # items by popularity, ties by position
+                cache[name] = _read_only(np.lexsort((np.arange(len(self.items)), -self.popularity)))
+            elif name == "cold_user_tags":  # user_id -> stored interest tags (first row wins)
+                tags: dict[str, str] = {}
+                for user, user_tags in zip(
+                    self.cold_user_ids.tolist(), self.cold_user_tags.tolist(), strict=True
+                ):
+                    tags.setdefault(user, user_tags)
+                cache[name] = tags
+            elif isinstance(name, tuple) and name[0] == "popular_mask":  # top items without filters
+                pop = np.where(np.ones(len(self.items), dtype=bool), self.popularity, -np.inf)
+                cache[name] = _read_only(_top_mask(pop[None, :], name[1]))
+            elif name == "pet_types":
+                cache[name] = frozenset(str(p) for p in self.item_pet_type if p)
             else:  # pragma: no cover - programming error
                 raise KeyError(name)
         return cache[name]
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    values.setflags(write=False)
+    return values
 
 
 def _item_attributes(
@@ -935,7 +978,7 @@ class _Rows:
     user_pos: np.ndarray
     item_idx: np.ndarray
     features: np.ndarray  # n_rows x len(FEATURES)
-    blend: np.ndarray
+    blend: np.ndarray  # empty unless asked for
     source_rank: np.ndarray  # n_rows x 3: personal, complement, popular rank (inf if not from it)
     bought: np.ndarray
     allowed: np.ndarray  # n_users x n_items: what the rules let through
@@ -963,9 +1006,19 @@ def _row_rank(scores: np.ndarray) -> np.ndarray:
 
 
 def _candidate_rows(
-    state: _State, config: RecommenderConfig, scorer: BuyAgainScorer, user_idx: np.ndarray, request: _Request
+    state: _State,
+    config: RecommenderConfig,
+    scorer: BuyAgainScorer,
+    user_idx: np.ndarray,
+    request: _Request,
+    *,
+    with_blend: bool = True,
 ) -> _Rows:
-    """Features of every candidate (user, item) for the users at `user_idx` (-1: unknown user)."""
+    """Features of every candidate (user, item) for the users at `user_idx` (-1: unknown user).
+
+    Scores, masks and ranks are computed over every item; the features are then gathered for
+    the candidate rows only. `with_blend` False skips the fixed blend (left empty).
+    """
     n_b, n_i = len(user_idx), len(state.items)
     now = state.as_of_day
     known = user_idx >= 0
@@ -1004,10 +1057,10 @@ def _candidate_rows(
             )
         views_recent[:, recent] += 1.0
         last_event[:, recent] = now
-    als = factors.astype(np.float64) @ state.item_factors.T.astype(np.float64)
+    als = factors.astype(np.float64) @ state.derived("item_factors_t64")
     als_rank = _row_rank(als).astype(np.float64)
 
-    # user x category rhythm, expanded to items
+    # user x category rhythm (expanded to items where the buy-again scorer needs it)
     n_c = len(state.categories)
     upos, ucols, uoff = state.uc.gather(user_idx)
     cat_pdays = np.zeros((n_b, n_c))
@@ -1017,9 +1070,9 @@ def _candidate_rows(
     cat_last[upos, ucols] = state.uc.values["last_day"][uoff]
     cat_gap[upos, ucols] = state.uc.values["own_gap"][uoff]
     ic = state.item_category
-    cat_pdays_i, cat_gap_i = cat_pdays[:, ic], cat_gap[:, ic]
-    days_since_cat = now - cat_last[:, ic]
-    cycle_i = np.broadcast_to(state.category_cycle[ic], (n_b, n_i))
+    cat_gap_i = cat_gap[:, ic]
+    item_cycle = state.derived("item_cycle")
+    cycle_i = np.broadcast_to(item_cycle, (n_b, n_i))
     user_pdays = np.where(known, state.user_purchase_days[np.maximum(user_idx, 0)], 0.0)
     user_last = np.where(known, state.user_last_purchase_day[np.maximum(user_idx, 0)], np.nan)
     user_price = np.where(known, state.user_price_level[np.maximum(user_idx, 0)], np.nan)
@@ -1033,8 +1086,24 @@ def _candidate_rows(
         category_cycle=cycle_i,
         repeat_rate=np.broadcast_to(state.repeat_rate, (n_b, n_i)),
     )
-    buy_again = np.asarray(scorer.score(inputs), dtype=np.float64)
-    due = scorer.is_due(inputs) if hasattr(scorer, "is_due") else np.ones((n_b, n_i), dtype=bool)
+    if type(scorer) is CycleBuyAgainScorer:
+        # it scores 0 for items never bought and `due` only matters for bought items: score those
+        at_bought = np.flatnonzero(bought.ravel())
+        subset = BuyAgainInputs(
+            **{
+                name: np.ascontiguousarray(
+                    np.broadcast_to(getattr(inputs, name), (n_b, n_i)).ravel()[at_bought]
+                )
+                for name in BuyAgainInputs.__dataclass_fields__
+            }
+        )
+        buy_again = np.zeros((n_b, n_i))
+        buy_again.ravel()[at_bought] = scorer.score(subset)
+        due = np.zeros((n_b, n_i), dtype=bool)
+        due.ravel()[at_bought] = scorer.is_due(subset)
+    else:
+        buy_again = np.asarray(scorer.score(inputs), dtype=np.float64)
+        due = scorer.is_due(inputs) if hasattr(scorer, "is_due") else np.ones((n_b, n_i), dtype=bool)
 
     # complements of the user's latest purchases and of fresh events
     with np.errstate(invalid="ignore"):
@@ -1056,70 +1125,79 @@ def _candidate_rows(
     pop = state.popularity
     personal = _top_mask(np.where(allowed, als, neg), config.candidates.n_personal)
     comp_top = _top_mask(np.where(allowed & (comp > 0), comp, neg), config.candidates.n_complement)
-    pop_mask = _top_mask(np.where(request.allowed, pop, neg)[None, :], config.candidates.n_popular)
-    popular = np.broadcast_to(pop_mask, (n_b, n_i)) & allowed
+    if request.allowed is state.derived("all_allowed"):
+        pop_mask = state.derived(("popular_mask", config.candidates.n_popular))
+    else:
+        pop_mask = _top_mask(np.where(request.allowed, pop, neg)[None, :], config.candidates.n_popular)
+    popular = pop_mask & allowed
     cand = personal | comp_top | popular | (allowed & (bought | has_event))
     if len(recent):
         cand[:, recent] |= allowed[:, recent]
     r, c = np.nonzero(cand)
+    flat = r * n_i + c  # position of each candidate in the flattened n_b x n_i arrays
 
+    def at(values: np.ndarray) -> np.ndarray:
+        return values.ravel()[flat]
+
+    ds_item, own_gap_rc, gap_rc, user_pdays_r = at(days_since_item), at(own_gap), at(cat_gap_i), user_pdays[r]
+    cycle_c = item_cycle[c]
     with np.errstate(divide="ignore", invalid="ignore"):
-        cat_overdue = days_since_cat / np.where(np.isfinite(cat_gap_i), cat_gap_i, cycle_i)
-        share = cat_pdays_i / user_pdays[:, None]
-        price_fit = state.item_price_level[None, :] / user_price[:, None]
-        feats = {
-            "als_score": als,
-            "als_rank": als_rank,
-            "buy_again_score": buy_again,
-            "item_purchase_days": pdays,
-            "days_since_item_purchase": days_since_item,
-            "item_own_gap": own_gap,
-            "item_overdue_own": days_since_item / own_gap,
-            "category_cycle": cycle_i,
-            "item_overdue_cycle": days_since_item / cycle_i,
-            "cat_purchase_days": cat_pdays_i,
-            "days_since_cat_purchase": days_since_cat,
-            "cat_own_gap": cat_gap_i,
-            "cat_overdue": cat_overdue,
-            "complement_score": comp,
-            "log_popularity": np.broadcast_to(np.log1p(pop), (n_b, n_i)),
-            "item_repeat_rate": np.broadcast_to(state.repeat_rate, (n_b, n_i)),
-            "category_code": np.broadcast_to(ic.astype(np.float64), (n_b, n_i)),
-            "price_level": np.broadcast_to(state.item_price_level, (n_b, n_i)),
-            "price_fit": price_fit,
-            "category_share": share,
-            "interaction_conf": conf,
-            "views_recent": views_recent,
-            "carts_recent": carts_recent,
-            "days_since_item_event": now - last_event,
-            "user_purchase_days": np.broadcast_to(user_pdays[:, None], (n_b, n_i)),
-            "days_since_user_purchase": np.broadcast_to((now - user_last)[:, None], (n_b, n_i)),
+        cat_pdays_rc = cat_pdays[r, ic[c]]
+        ds_cat = now - cat_last[r, ic[c]]
+        columns = {
+            "als_score": at(als),
+            "als_rank": at(als_rank),
+            "buy_again_score": at(buy_again),
+            "item_purchase_days": at(pdays),
+            "days_since_item_purchase": ds_item,
+            "item_own_gap": own_gap_rc,
+            "item_overdue_own": ds_item / own_gap_rc,
+            "category_cycle": cycle_c,
+            "item_overdue_cycle": ds_item / cycle_c,
+            "cat_purchase_days": cat_pdays_rc,
+            "days_since_cat_purchase": ds_cat,
+            "cat_own_gap": gap_rc,
+            "cat_overdue": ds_cat / np.where(np.isfinite(gap_rc), gap_rc, cycle_c),
+            "complement_score": at(comp),
+            "log_popularity": state.derived("log_popularity")[c],
+            "item_repeat_rate": state.repeat_rate[c],
+            "category_code": state.derived("category_code_float")[c],
+            "price_level": state.item_price_level[c],
+            "price_fit": state.item_price_level[c] / user_price[r],
+            "category_share": cat_pdays_rc / user_pdays_r,
+            "interaction_conf": at(conf),
+            "views_recent": at(views_recent),
+            "carts_recent": at(carts_recent),
+            "days_since_item_event": now - at(last_event),
+            "user_purchase_days": user_pdays_r,
+            "days_since_user_purchase": (now - user_last)[r],
         }
         x = np.empty((len(r), len(FEATURES)), dtype=np.float64)
         for j, name in enumerate(FEATURES):
-            x[:, j] = feats[name][r, c]
+            x[:, j] = columns[name]
         x[~np.isfinite(x)] = np.nan
 
-        # fixed blend: each source scaled to [0, 1] within the user
-        b = config.blend
-        als_max = np.max(np.where(allowed, als, 0.0), axis=1, keepdims=True)
-        comp_max = np.max(comp, axis=1, keepdims=True)
-        pop_max = max(float(pop.max()), 1e-12) if len(pop) else 1.0
-        conf_max = np.max(conf, axis=1, keepdims=True)
-        blend = (
-            b.buy_again * buy_again
-            + b.personal * np.clip(np.nan_to_num(als / als_max), 0.0, 1.0)
-            + b.complement * np.nan_to_num(comp / comp_max)
-            + b.popular * (pop / pop_max)[None, :]
-            + b.interaction * np.where(bought, 0.0, np.nan_to_num(conf / conf_max))
-        )[r, c]
+        blend = np.zeros(0)
+        if with_blend:
+            # fixed blend: each source scaled to [0, 1] within the user
+            b = config.blend
+            als_max = np.max(np.where(allowed, als, 0.0), axis=1, keepdims=True)
+            comp_max = np.max(comp, axis=1, keepdims=True)
+            pop_max = max(float(pop.max()), 1e-12) if len(pop) else 1.0
+            conf_max = np.max(conf, axis=1, keepdims=True)
+            blend = (
+                b.buy_again * buy_again
+                + b.personal * np.clip(np.nan_to_num(als / als_max), 0.0, 1.0)
+                + b.complement * np.nan_to_num(comp / comp_max)
+                + b.popular * (pop / pop_max)[None, :]
+                + b.interaction * np.where(bought, 0.0, np.nan_to_num(conf / conf_max))
+            )[r, c]
     comp_rank = _row_rank(np.where(comp > 0, comp, neg)).astype(np.float64)
-    pop_rank = _row_rank(pop[None, :]).astype(np.float64)[0]
     source_rank = np.stack(
         [
-            np.where(personal[r, c], als_rank[r, c], np.inf),
-            np.where(comp_top[r, c], comp_rank[r, c], np.inf),
-            np.where(popular[r, c], pop_rank[c], np.inf),
+            np.where(at(personal), columns["als_rank"], np.inf),
+            np.where(at(comp_top), at(comp_rank), np.inf),
+            np.where(at(popular), state.derived("popularity_rank")[c], np.inf),
         ],
         axis=1,
     )
@@ -1129,7 +1207,7 @@ def _candidate_rows(
         features=x,
         blend=blend,
         source_rank=source_rank,
-        bought=bought[r, c],
+        bought=at(bought),
         allowed=allowed,
     )
 
@@ -1201,7 +1279,7 @@ def _train_reranker(
     )
     xs, ys, groups_user = [], [], []
     for sl in _batches(len(users), len(state.items)):
-        rows = _candidate_rows(state, config, scorer, users[sl], request)
+        rows = _candidate_rows(state, config, scorer, users[sl], request, with_blend=False)
         uidx = users[sl][rows.user_pos]
         ys.append(np.isin(uidx * len(state.items) + rows.item_idx, label_keys).astype(np.float64))
         xs.append(rows.features)
@@ -1282,19 +1360,46 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in columns})
 
 
+def _strings(values: Any) -> pd.api.extensions.ExtensionArray:
+    """`pd.array(values, dtype=STRING)`, built straight from Arrow when every value is a str."""
+    try:
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=STRING)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.array(values, dtype=STRING)
+
+
 def _frame(columns: tuple[str, ...], data: dict[str, Any]) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            columns[0]: pd.array(data[columns[0]], dtype=STRING),
-            ITEM_ID: pd.array(data[ITEM_ID], dtype=STRING),
-            SCORE: np.asarray(data[SCORE], dtype=np.float64),
-            RANK: np.asarray(data[RANK], dtype=np.int64),
-            REASON: pd.array(data[REASON], dtype=STRING),
-            IS_FALLBACK: np.asarray(data[IS_FALLBACK], dtype=bool),
-        },
-        index=pd.RangeIndex(len(data[ITEM_ID])),
-        copy=False,
-    )
+    """The output frame, one block per column (as `pd.DataFrame(dict)` lays it out, but faster)."""
+    n = len(data[ITEM_ID])
+    blocks = [
+        (_strings(data[columns[0]]), np.array([0])),
+        (_strings(data[ITEM_ID]), np.array([1])),
+        (np.asarray(data[SCORE], dtype=np.float64).reshape(1, n), np.array([2])),
+        (np.asarray(data[RANK], dtype=np.int64).reshape(1, n), np.array([3])),
+        (_strings(data[REASON]), np.array([4])),
+        (np.asarray(data[IS_FALLBACK], dtype=bool).reshape(1, n), np.array([5])),
+    ]
+    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(n), columns=_column_index(columns))
+
+
+_COLUMN_INDEXES: dict[tuple[str, ...], pd.Index] = {}
+
+
+def _column_index(columns: tuple[str, ...]) -> pd.Index:
+    """`pd.Index(columns)`, built once (an Index is immutable, frames may share it)."""
+    if columns not in _COLUMN_INDEXES:
+        _COLUMN_INDEXES[columns] = pd.Index(columns)
+    return _COLUMN_INDEXES[columns]
+
+
+def _lookup(positions: dict[str, int], ids: Any) -> np.ndarray:
+    """int64 position of each id (compared as str); -1 for ids not in `positions` or missing."""
+    ids = list(ids)
+    out = np.fromiter((positions.get(i, -1) if isinstance(i, str) else -2 for i in ids), np.int64, len(ids))
+    odd = np.flatnonzero(out == -2)
+    for j in odd:  # rare: non-str ids, mapped as `IdMap.to_idx` does
+        value = ids[j]
+        out[j] = positions.get(str(value), -1) if pd.notna(value) else -1
     return out
 
 
@@ -1385,13 +1490,16 @@ class Recommender:
 
     # -- recommending --
     def _allowed(self, state: _State, category: str | None, exclude_item_ids: Sequence[str]) -> np.ndarray:
+        """Items the filters let through (read-only when there is no filter)."""
+        if category is None and not len(exclude_item_ids):
+            return state.derived("all_allowed")
         allowed = np.ones(len(state.items), dtype=bool)
         if category is not None:
             if category not in state.categories:
                 return np.zeros(len(state.items), dtype=bool)
             allowed &= state.item_category == state.categories.index(category)
         if len(exclude_item_ids):
-            excl = state.items.to_idx(list(exclude_item_ids))
+            excl = _lookup(state.derived("item_lookup"), exclude_item_ids)
             allowed[excl[excl >= 0]] = False
         return allowed
 
@@ -1448,10 +1556,10 @@ class Recommender:
         allowed = self._allowed(state, category, exclude_item_ids)
         recent = np.zeros(0, dtype=np.int64)
         if len(recent_item_ids):
-            recent = state.items.to_idx(list(recent_item_ids))
+            recent = _lookup(state.derived("item_lookup"), recent_item_ids)
             recent = np.unique(recent[recent >= 0])
         request = _Request(allowed=allowed, recent_items=recent, k=int(k))
-        idx = state.users.to_idx(users)
+        idx = _lookup(state.derived("user_lookup"), users)
         warm = (idx >= 0) | (len(recent) > 0)
         parts: list[dict[str, Any]] = []
         warm_pos = np.flatnonzero(warm)
@@ -1468,15 +1576,20 @@ class Recommender:
             out = out.iloc[np.lexsort((out[RANK].to_numpy(), order))].reset_index(drop=True)
         return out
 
+    def _uses_booster(self) -> bool:
+        return self._booster is not None and self.config.ranker == "lambdarank"
+
     def _score(self, rows: _Rows) -> np.ndarray:
-        if self._booster is not None and self.config.ranker == "lambdarank" and len(rows.item_idx):
+        if self._uses_booster() and len(rows.item_idx):
             return np.asarray(self._booster.predict(rows.features, num_threads=1), dtype=np.float64)
         return rows.blend
 
     def _rank_warm(
         self, state: _State, users: np.ndarray, idx: np.ndarray, request: _Request
     ) -> dict[str, Any]:
-        rows = _candidate_rows(state, self.config, self.buy_again_scorer, idx, request)
+        rows = _candidate_rows(
+            state, self.config, self.buy_again_scorer, idx, request, with_blend=not self._uses_booster()
+        )
         score = self._score(rows)
         order = np.lexsort((rows.item_idx, -score, rows.user_pos))
         up = rows.user_pos[order]
@@ -1492,7 +1605,7 @@ class Recommender:
         counts = np.bincount(user_pos, minlength=len(users))
         short = np.flatnonzero(counts < request.k)
         if len(short) and request.allowed.any():
-            pop_order = np.lexsort((np.arange(len(state.items)), -state.popularity))
+            pop_order = state.derived("popularity_order")
             pop_order = pop_order[request.allowed[pop_order]]
             fill_user, fill_item, fill_score, fill_rank = [], [], [], []
             for b in short:
@@ -1571,8 +1684,7 @@ class Recommender:
         self, state: _State, users: np.ndarray, request: _Request, interest_tags: Sequence[str]
     ) -> dict[str, Any]:
         given = [t for t in (str(x).strip().lower() for x in interest_tags) if t]
-        stored = pd.Series(state.cold_user_tags, index=state.cold_user_ids)
-        stored = stored[~stored.index.duplicated()]
+        stored = state.derived("cold_user_tags")
         out: dict[str, list[Any]] = {c: [] for c in RECO_COLUMNS}
         cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for user in users:
@@ -1594,7 +1706,7 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_i = len(state.items)
         allowed = request.allowed.copy()
-        pets = sorted({str(p) for p in state.item_pet_type if p} & set(tags))
+        pets = sorted(state.derived("pet_types") & set(tags))
         if pets:
             pet_ok = np.isin(state.item_pet_type, pets) | (state.item_pet_type == "")
             if (allowed & pet_ok).any():
