@@ -244,7 +244,241 @@ def features(
     console.print("segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."),
+    ] = None,
+    horizon: Annotated[int, typer.Option(min=1, help="Repurchase / value horizon in days.")] = 30,
+    recommender_config: Annotated[
+        Path | None, typer.Option(help="Recommender TOML (default training/configs/recommender.toml).")
+    ] = None,
+    repurchase_config: Annotated[
+        Path | None, typer.Option(help="Repurchase TOML (default training/configs/repurchase.toml).")
+    ] = None,
+    if_no_champion: Annotated[
+        bool, typer.Option(help="Do nothing when every model already has a champion (used by make run).")
+    ] = False,
+) -> None:
+    """Train, evaluate, log and register rebuy-recommender, rebuy-repurchase and rebuy-timing."""
+    from training.recommender import load_recommender_config
+    from training.registry import RegistrySettings, get_alias_version
+    from training.repurchase import load_repurchase_config
+    from training.train_recommender import train_recommender
+    from training.train_repurchase import train_repurchase
+
+    settings = RegistrySettings.from_env()
+    names = ("rebuy-recommender", "rebuy-repurchase", "rebuy-timing")
+    if if_no_champion and all(get_alias_version(settings, name) is not None for name in names):
+        console.print(
+            f"every model already has a champion in {settings.tracking_uri}; nothing to train", soft_wrap=True
+        )
+        return
+    cutoff = _parse_day(as_of, "--as-of")
+    started = time.perf_counter()
+    try:
+        reco_cfg = load_recommender_config(recommender_config)
+        rep_cfg = load_repurchase_config(repurchase_config)
+        loaded = load_store(data)
+        if cutoff is None:
+            cutoff = loaded.events[s.TS].max().normalize() + pd.Timedelta(days=1)
+        console.print(f"training on events before {cutoff:%Y-%m-%d}; MLflow at {settings.tracking_uri}")
+        reco = train_recommender(
+            loaded.tables, as_of=cutoff, config=reco_cfg, settings=settings, show_progress=True
+        )
+        rep = train_repurchase(
+            loaded.tables,
+            as_of=cutoff,
+            horizon_days=horizon,
+            config=rep_cfg,
+            settings=settings,
+            show_progress=True,
+            config_path=repurchase_config,
+        )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table(title=f"Registered models (trained before {cutoff:%Y-%m-%d})")
+    for col in ("model", "version", "alias", "run", "key figures"):
+        table.add_column(col)
+    table.add_row(
+        "rebuy-recommender",
+        reco.model_version,
+        reco.alias,
+        reco.run_id[:8],
+        ", ".join(f"{k} {reco.metrics[k]:.4f}" for k in ("recall_at_10", "ndcg_at_10") if k in reco.metrics),
+    )
+    def figures(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
+        return ", ".join(f"{k.rsplit('.', 1)[-1]} {metrics[k]:.4f}" for k in keys if k in metrics)
+
+    table.add_row(
+        "rebuy-repurchase",
+        rep.repurchase_version,
+        rep.repurchase_alias,
+        rep.run_id[:8],
+        figures(rep.metrics, ("lightgbm.roc_auc", "lightgbm.brier", "lightgbm.ece")),
+    )
+    table.add_row(
+        "rebuy-timing",
+        rep.timing_version,
+        rep.timing_alias,
+        rep.run_id[:8],
+        figures(rep.metrics, ("timing.lightgbm_hazard.hit_rate_at_7", "timing.lightgbm_hazard.mae_days")),
+    )
+    console.print(table)
+    console.print(f"[green]done in {time.perf_counter() - started:.1f}s[/]")
+
+
 # --- recommender commands ----------------------------------------------------------------------
 
 
+@evaluate_app.command("recommender")
+def evaluate_recommender_command(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[
+        str, typer.Option(help="Cut-off YYYY-MM-DD: train before it, score the window after it.")
+    ],
+    horizon: Annotated[int, typer.Option(min=1, help="Days of purchases to score after the cut-off.")] = 30,
+    config: Annotated[
+        Path | None, typer.Option(help="Recommender TOML (default training/configs/recommender.toml).")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, max=100, help="Cut-off rank of the metrics.")] = 10,
+    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+) -> None:
+    """Recommender vs baselines on a time split: table printed and logged to MLflow."""
+    from experiments.eval_recommender import evaluate_recommender, log_evaluation
+    from training.recommender import load_recommender_config
+    from training.registry import RegistrySettings
+
+    cutoff = _parse_day(as_of, "--as-of")
+    started = time.perf_counter()
+    try:
+        cfg = load_recommender_config(config)
+        result = load_store(data)
+        evaluation = evaluate_recommender(
+            result.tables, as_of=cutoff, horizon_days=horizon, config=cfg, k=k, show_progress=True
+        )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    info = evaluation.info
+    table = Table(
+        title=(
+            f"Recommender evaluation: train before {cutoff:%Y-%m-%d}, score {horizon} days; "
+            f"{info['n_eval_users']:,} users, {info['n_truth_pairs']:,} items bought "
+            f"({info['repeat_share']:.0%} repeats)"
+        )
+    )
+    table.add_column("model")
+    for col in evaluation.table.columns:
+        table.add_column(col, justify="right")
+    for name, row in evaluation.table.iterrows():
+        table.add_row(str(name), *(f"{v:.1f}" if c == "seconds" else f"{v:.4f}" for c, v in row.items()))
+    Console(width=max(console.width, 150)).print(table)  # metric keys stay whole
+    if "full" in evaluation.table.index:
+        for metric in (f"recall_at_{k}", f"ndcg_at_{k}"):
+            console.print(
+                f"full vs best baseline on {metric}: {evaluation.margin(metric):+.1%} "
+                f"(vs fixed blend: {evaluation.table.loc['full', metric] / evaluation.table.loc['fixed_blend', metric] - 1:+.1%})"
+                if "fixed_blend" in evaluation.table.index
+                else f"full vs best baseline on {metric}: {evaluation.margin(metric):+.1%}"
+            )
+    if mlflow_log:
+        run_id = log_evaluation(evaluation, config=cfg, settings=RegistrySettings.from_env(), data_dir=data)
+        console.print(f"logged to MLflow run {run_id}")
+    console.print(f"done in {time.perf_counter() - started:.1f}s")
+
+
 # --- repurchase, churn and timing commands -------------------------------------------------------
+
+
+def _load_for_repurchase(data: Path, as_of: str | None) -> tuple[s.StoreTables, pd.Timestamp, LoadResult]:
+    cutoff = _parse_day(as_of, "--as-of")
+    result = load_store(data)
+    if cutoff is None:
+        from training.train_repurchase import default_as_of
+
+        cutoff = default_as_of(result.tables)
+    return result.tables, cutoff, result
+
+
+def _frame_table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column(frame.index.name or "")
+    for col in frame.columns:
+        table.add_column(str(col), justify="right")
+    for name, row in frame.iterrows():
+        table.add_row(str(name), *("-" if pd.isna(v) else f"{v:.4f}" for v in row.to_numpy()))
+    return table
+
+
+@evaluate_app.command("repurchase")
+def evaluate_repurchase_command(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[str, typer.Option(help="Evaluation cut-off YYYY-MM-DD; models see only events before it.")],
+    horizon: Annotated[int | None, typer.Option(min=1, help="Repurchase horizon in days (default from config).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config (default training/configs/repurchase.toml).")] = None,
+) -> None:
+    """Repurchase/churn and next-purchase timing vs baselines on the window after --as-of."""
+    from training.repurchase import load_repurchase_config
+    from training.train_repurchase import FeatureCache, evaluate_repurchase, evaluate_timing
+
+    cutoff = _parse_day(as_of, "--as-of")
+    started = time.perf_counter()
+    try:
+        cfg = load_repurchase_config(config, horizon_days=horizon)
+        tables = load_store(data).tables
+        cache = FeatureCache(tables, cfg)
+        rep = evaluate_repurchase(tables, as_of=cutoff, horizon_days=cfg.horizon_days, config=cfg, cache=cache)
+        tim = evaluate_timing(tables, as_of=cutoff, config=cfg, cache=cache)
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    wide = max(console.width, 160)  # metric tables must not be squeezed into truncated columns
+    console.print(
+        _frame_table(rep.table, f"Repurchase within {cfg.horizon_days} days after {cutoff:%Y-%m-%d} ({rep.n_users:,} customers)"),
+        width=wide,
+    )
+    console.print(_frame_table(rep.calibration.set_index("lower").drop(columns="upper"), "Calibration (LightGBM)"), width=wide)
+    console.print(
+        _frame_table(
+            tim.table,
+            f"Next purchase within {cfg.timing.horizon_days} days after {cutoff:%Y-%m-%d} "
+            f"({tim.n_buyers:,} of {tim.n_users:,} customers bought again)",
+        ),
+        width=wide,
+    )
+    console.print(f"done in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
+def score(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write, one row per user.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Cut-off YYYY-MM-DD (default: the day after the last event).")
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Horizon in days; must match the champion's (default: the champion's).")
+    ] = None,
+) -> None:
+    """Score every user with the champion repurchase and timing models (offline campaign path)."""
+    from training.registry import RegistrySettings
+    from training.scoring import load_registered_bundles, score_feature_table
+    from training.train_repurchase import build_scoring_features
+
+    started = time.perf_counter()
+    try:
+        tables, cutoff, _ = _load_for_repurchase(data, as_of)
+        repurchase, timing = load_registered_bundles(RegistrySettings.from_env())
+        features = build_scoring_features(tables, as_of=cutoff, config=repurchase.config)
+        scores = score_feature_table(features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon)
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.drop(columns="is_known").to_parquet(out, index=False)
+    console.print(
+        f"[green]{len(scores):,} users scored as of {cutoff:%Y-%m-%d} ({repurchase.horizon_days}-day horizon) "
+        f"written to {out}[/] in {time.perf_counter() - started:.1f}s"
+    )
+    console.print("risk bands: " + ", ".join(f"{k} {v:,}" for k, v in scores["risk_band"].value_counts().items()))
+    console.print("actions: " + ", ".join(f"{k} {v:,}" for k, v in scores["suggested_action"].value_counts().items()))

@@ -29,7 +29,11 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sample_writes_a_store_that_validates_cleanly(sample_dir: Path) -> None:
-    assert sorted(p.name for p in sample_dir.iterdir()) == ["events.parquet", "items.parquet", "users.parquet"]
+    assert sorted(p.name for p in sample_dir.iterdir()) == [
+        "events.parquet",
+        "items.parquet",
+        "users.parquet",
+    ]
     code, output = _invoke("validate", "--data", str(sample_dir), "--strict")
     assert code == 0, output
     assert "quarantined" in output and not (sample_dir / "quarantine.csv").exists()
@@ -64,7 +68,9 @@ def test_validate_exits_2_naming_file_and_column_on_fatal_problems(sample_dir: P
     assert "events.parquet" in output and "ts" in output
 
 
-def test_features_writes_one_row_per_signed_up_user_as_of_the_cutoff(sample_dir: Path, tmp_path: Path) -> None:
+def test_features_writes_one_row_per_signed_up_user_as_of_the_cutoff(
+    sample_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "features.parquet"
     code, output = _invoke("features", "--data", str(sample_dir), "--as-of", "2025-03-01", "--out", str(out))
     assert code == 0, output
@@ -76,5 +82,7 @@ def test_features_writes_one_row_per_signed_up_user_as_of_the_cutoff(sample_dir:
 
 
 def test_features_rejects_a_malformed_date(sample_dir: Path, tmp_path: Path) -> None:
-    code, output = _invoke("features", "--data", str(sample_dir), "--as-of", "03/01/2025", "--out", str(tmp_path / "f.parquet"))
+    code, output = _invoke(
+        "features", "--data", str(sample_dir), "--as-of", "03/01/2025", "--out", str(tmp_path / "f.parquet")
+    )
     assert code == 2 and "--as-of must be a date YYYY-MM-DD" in output

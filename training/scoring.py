@@ -1,0 +1,462 @@
+"""Campaign scores per user from the champion models: the offline `rebuy score` path and serving.
+
+`score_feature_table` scores any feature table (``rebuy features`` / `build_feature_table`
+output, plus ``active_hour``) in one vectorised pass. `CampaignScorer` holds the two bundles and
+the feature snapshot stored with them; it scores the whole snapshot once when loaded, so
+`CampaignScorer.score` and `CampaignScorer.reminder_timing` are index look-ups. Unknown user ids
+are never dropped: they get ``is_known = False`` and the scores of a user without history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+from features.build_user import USER_FEATURE_DTYPES
+from features.errors import InvalidInputError
+from features.schema import AS_OF, CATEGORY, FEATURE_SEGMENT, FEATURE_TENURE_DAYS, USER_ID, Segment
+from training.policy import apply_policy
+from training.registry import CHAMPION, RegistrySettings
+from training.repurchase import PurchaseCountModel, RepurchaseModel, explain_rows, risk_band
+from training.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features, reminder_timestamps
+from training.train_repurchase import (
+    REPURCHASE_MODEL_NAME,
+    TIMING_MODEL_NAME,
+    RepurchaseBundle,
+    TimingBundle,
+)
+
+logger = logging.getLogger(__name__)
+
+IS_KNOWN = "is_known"
+REPURCHASE_PROBABILITY = "repurchase_probability"
+CHURN_PROBABILITY = "churn_probability"
+EXPECTED_PURCHASES = "expected_purchases"
+EXPECTED_SPEND = "expected_spend"
+RISK_BAND = "risk_band"
+NEXT_PURCHASE_DATE = "next_purchase_date"
+REMINDER_AT = "reminder_at"
+SUGGESTED_ACTION = "suggested_action"
+TOP_REASONS = "top_reasons"
+
+SCORE_DTYPES: dict[str, object] = {
+    USER_ID: "str",
+    REPURCHASE_PROBABILITY: "float64",
+    CHURN_PROBABILITY: "float64",
+    EXPECTED_PURCHASES: "float64",
+    EXPECTED_SPEND: "float64",
+    RISK_BAND: "str",
+    FEATURE_SEGMENT: "str",
+    NEXT_PURCHASE_DATE: "datetime64[ns]",
+    REMINDER_AT: "datetime64[ns]",
+    SUGGESTED_ACTION: "str",
+    TOP_REASONS: "str",
+    IS_KNOWN: "bool",
+}
+"""Columns and dtypes of `score_feature_table` and `CampaignScorer.score`, in order."""
+
+TIMING_DTYPES: dict[str, object] = {
+    USER_ID: "str",
+    CATEGORY: "str",
+    NEXT_PURCHASE_DATE: "datetime64[ns]",
+    REMINDER_AT: "datetime64[ns]",
+    IS_KNOWN: "bool",
+}
+"""Columns and dtypes of `CampaignScorer.reminder_timing`, in order."""
+
+UNKNOWN_REASON = "unknown customer: scored as a new customer without history"
+
+
+def score_feature_table(
+    features: pd.DataFrame,
+    *,
+    repurchase: RepurchaseBundle,
+    timing: TimingBundle | None,
+    as_of: pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+) -> pd.DataFrame:
+    """Scores of every row of a user feature table.
+
+    Parameters
+    ----------
+    features
+        Index ``user_id``; the columns of `build_feature_table` (``as_of`` optional when `as_of`
+        is given) and optionally ``active_hour`` (else the store-wide hour).
+    repurchase, timing
+        Fitted bundles (`timing` None leaves the date columns NaT).
+    as_of
+        Cut-off of the features; default their ``as_of`` column.
+    horizon_days
+        Must equal the horizon the repurchase models were trained for (when given).
+
+    Returns
+    -------
+    pd.DataFrame
+        RangeIndex; columns and dtypes of `SCORE_DTYPES` (``is_known`` True).
+
+    Raises
+    ------
+    InvalidInputError
+        Missing or bad feature columns (named), mixed ``as_of``, or another horizon.
+    """
+    started = time.perf_counter()
+    if horizon_days is not None and horizon_days != repurchase.horizon_days:
+        raise InvalidInputError(
+            f"horizon_days: the repurchase model was trained for {repurchase.horizon_days} days, got {horizon_days}; "
+            f"train with --horizon {horizon_days} first"
+        )
+    if as_of is None:
+        if AS_OF not in features.columns or features.empty:
+            raise InvalidInputError("features: no as_of column; pass as_of")
+        values = features[AS_OF].unique()
+        if len(values) != 1:
+            raise InvalidInputError(f"features: {len(values)} different as_of values, expected one snapshot")
+        as_of = pd.Timestamp(values[0])
+    if repurchase.churn is None:
+        raise InvalidInputError("repurchase bundle has no churn model (an evaluation-only bundle?)")
+    rep = repurchase.repurchase
+    x = rep.matrix(features)
+
+    def same_matrix(model: RepurchaseModel | PurchaseCountModel) -> bool:
+        return model.vocabulary_ == rep.vocabulary_ and model.feature_names_ == rep.feature_names_
+
+    # every model was fitted on the same feature list and vocabulary construction
+    p_buy = rep.predict_proba_array(x)
+    churn_model = repurchase.churn
+    x_churn = x if same_matrix(churn_model) else churn_model.matrix(features)
+    p_stay, contributions = churn_model.proba_and_contributions(x_churn)  # one pass for both
+    churn = 1.0 - p_stay
+    x_counts = x if same_matrix(repurchase.purchases) else repurchase.purchases.matrix(features)
+    expected = repurchase.purchases.predict_array(x_counts)
+    x_spend = x if same_matrix(repurchase.spend) else repurchase.spend.matrix(features)
+    spend = repurchase.spend.predict_array(x_spend)
+    band = risk_band(churn, repurchase.config.risk_bands)
+    segment = features[FEATURE_SEGMENT].astype("object").to_numpy()
+    action = apply_policy(segment, band, repurchase.config.policy)
+    reasons = explain_rows(
+        -contributions,  # contributions to "buys" log-odds, negated: towards churn
+        features.reset_index(drop=True),
+        feature_names=churn_model.feature_names_,
+        n_reasons=repurchase.config.n_reasons,
+    )
+    next_date = np.full(len(features), np.datetime64("NaT"), dtype="datetime64[ns]")
+    reminder = next_date.copy()
+    if timing is not None and len(features):
+        probs = timing.user.predict_bins(features)
+        days = timing.user.days_from_bins(probs)
+        next_date = (as_of.value + np.round(days * 86_400) * 10**9).astype("int64").astype("datetime64[ns]")
+        reminder_day = timing.user.reminder_days(timing.user.anchor_days(probs))
+        hours = (
+            features[ACTIVE_HOUR].to_numpy("int64")
+            if ACTIVE_HOUR in features.columns
+            else np.full(len(features), timing.store_hour)
+        )
+        reminder = reminder_timestamps(as_of, reminder_day, hours)
+    out = pd.DataFrame(
+        {
+            USER_ID: features.index.to_numpy(),
+            REPURCHASE_PROBABILITY: p_buy,
+            CHURN_PROBABILITY: churn,
+            EXPECTED_PURCHASES: expected,
+            EXPECTED_SPEND: spend,
+            RISK_BAND: band,
+            FEATURE_SEGMENT: segment,
+            NEXT_PURCHASE_DATE: next_date,
+            REMINDER_AT: reminder,
+            SUGGESTED_ACTION: action,
+            TOP_REASONS: reasons,
+            IS_KNOWN: True,
+        }
+    ).astype(SCORE_DTYPES)
+    logger.info("scored %d users as of %s in %.2fs", len(out), as_of, time.perf_counter() - started)
+    return out
+
+
+def cold_start_features(template: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One feature row of a user who signed up at `as_of` and did nothing (the unknown-id fallback)."""
+    row: dict[str, object] = {}
+    for col, dtype in USER_FEATURE_DTYPES.items():
+        if dtype == "int64":
+            row[col] = 0
+        elif dtype == "float64":
+            row[col] = np.nan
+        else:
+            row[col] = pd.NA
+    row[FEATURE_TENURE_DAYS] = 0.0
+    row[FEATURE_SEGMENT] = Segment.NEW.value
+    row["tier"] = "none"
+    frame = pd.DataFrame([row], index=pd.Index(["__unknown__"], name=USER_ID))
+    frame = frame.astype({c: d for c, d in USER_FEATURE_DTYPES.items() if c in frame.columns})
+    frame.insert(0, AS_OF, pd.Series([as_of], index=frame.index, dtype="datetime64[ns]"))
+    if ACTIVE_HOUR in template.columns:
+        frame[ACTIVE_HOUR] = -1
+    for col in DUE_USER_FEATURES:  # nothing bought: no category is due
+        frame[col] = np.nan
+    return frame
+
+
+class CampaignScorer:
+    """Champion repurchase + timing bundles and their feature snapshot, scored once on load."""
+
+    def __init__(
+        self,
+        repurchase: RepurchaseBundle,
+        timing: TimingBundle | None,
+        *,
+        features: pd.DataFrame,
+        pairs: pd.DataFrame | None,
+        as_of: pd.Timestamp,
+    ) -> None:
+        self.repurchase = repurchase
+        self.timing = timing
+        self.as_of = as_of
+        self.features = features
+        self.pairs = pairs
+        started = time.perf_counter()
+        self.scores_ = score_feature_table(
+            features, repurchase=repurchase, timing=timing, as_of=as_of
+        ).set_index(USER_ID)
+        cold = cold_start_features(features, as_of)
+        if ACTIVE_HOUR in cold.columns and timing is not None:
+            cold[ACTIVE_HOUR] = timing.store_hour
+        cold_scores = score_feature_table(cold, repurchase=repurchase, timing=timing, as_of=as_of)
+        cold_scores[TOP_REASONS] = UNKNOWN_REASON
+        cold_scores[IS_KNOWN] = False
+        self.cold_ = cold_scores.iloc[0]
+        self.pair_scores_ = self._score_pairs()
+        logger.info(
+            "campaign scorer: %d users, %d user x category pairs as of %s ready in %.2fs",
+            len(self.scores_),
+            0 if self.pair_scores_ is None else len(self.pair_scores_),
+            as_of,
+            time.perf_counter() - started,
+        )
+
+    def _score_pairs(self) -> pd.DataFrame | None:
+        if self.timing is None or self.timing.category is None or self.pairs is None or self.pairs.empty:
+            return None
+        model = self.timing.category
+        probs = model.predict_bins(self.pairs)
+        days = model.days_from_bins(probs)
+        reminder_day = model.reminder_days(model.anchor_days(probs))
+        hours = self.scores_[REMINDER_AT].reindex(self.pairs.index.get_level_values(USER_ID)).dt.hour
+        hours = hours.fillna(self.timing.store_hour).to_numpy("int64")
+        return pd.DataFrame(
+            {
+                NEXT_PURCHASE_DATE: (self.as_of.value + np.round(days * 86_400) * 10**9)
+                .astype("int64")
+                .astype("datetime64[ns]"),
+                REMINDER_AT: reminder_timestamps(self.as_of, reminder_day, hours),
+            },
+            index=self.pairs.index,
+        )
+
+    # --- queries
+    def score(self, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per requested user (all snapshot users when None), in request order.
+
+        Returns
+        -------
+        pd.DataFrame
+            RangeIndex; `SCORE_DTYPES` columns. Unknown ids: ``is_known`` False, the scores of
+            a new customer without history and ``top_reasons`` saying so.
+        """
+        if user_ids is None:
+            return self.scores_.reset_index().astype(SCORE_DTYPES)
+        ids = pd.Index(pd.Series(list(user_ids), dtype="object").astype("str"), name=USER_ID)
+        pos = self.scores_.index.get_indexer(ids)
+        known = pos >= 0
+        out = (
+            self.scores_.iloc[np.where(known, pos, 0)].copy()
+            if len(self.scores_)
+            else pd.DataFrame(
+                {c: pd.Series(dtype=d) for c, d in SCORE_DTYPES.items() if c != USER_ID},
+                index=range(len(ids)),
+            )
+        )
+        out.index = ids
+        if (~known).any():
+            for col in out.columns:
+                out.loc[~known, col] = self.cold_[col] if col != IS_KNOWN else False
+        out[IS_KNOWN] = known
+        return out.reset_index().astype(SCORE_DTYPES)
+
+    def reminder_timing(
+        self, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Next purchase and reminder per user x category.
+
+        With `categories` None: every category the user bought before (one row with a missing
+        category for users without any). With `categories`: every requested pair; pairs never
+        bought fall back to the store cycle of the category from the snapshot date
+        (``is_known`` False).
+
+        Returns
+        -------
+        pd.DataFrame
+            RangeIndex; `TIMING_DTYPES` columns.
+        """
+        ids = pd.Index(pd.Series(list(user_ids), dtype="object").astype("str"), name=USER_ID)
+        if self.pair_scores_ is None or self.timing is None:
+            raise InvalidInputError("reminder_timing: this scorer has no user x category timing model")
+        pair_index = self.pair_scores_.index
+        if categories is None:
+            in_pairs = pair_index.get_level_values(USER_ID).isin(ids)
+            found = self.pair_scores_.loc[in_pairs]
+            missing = ids[~ids.isin(found.index.get_level_values(USER_ID))]
+            wanted = pd.MultiIndex.from_arrays(
+                [
+                    np.concatenate(
+                        [found.index.get_level_values(USER_ID).to_numpy(object), missing.to_numpy(object)]
+                    ),
+                    np.concatenate(
+                        [
+                            found.index.get_level_values(CATEGORY).to_numpy(object),
+                            np.full(len(missing), None, object),
+                        ]
+                    ),
+                ],
+                names=[USER_ID, CATEGORY],
+            )
+        else:
+            wanted = pd.MultiIndex.from_product(
+                [ids, pd.Index(list(categories), dtype="object")], names=[USER_ID, CATEGORY]
+            )
+        pos = pair_index.get_indexer(wanted)
+        known = pos >= 0
+        next_date = np.full(len(wanted), np.datetime64("NaT"), dtype="datetime64[ns]")
+        reminder = next_date.copy()
+        if known.any():
+            next_date[known] = self.pair_scores_[NEXT_PURCHASE_DATE].to_numpy()[pos[known]]
+            reminder[known] = self.pair_scores_[REMINDER_AT].to_numpy()[pos[known]]
+        if (~known).any():
+            cats = wanted.get_level_values(CATEGORY).to_numpy(object)[~known]
+            fallback = self.timing.overall_cycle or 30.0
+            cycle = np.array(
+                [
+                    self.timing.category_cycles.get(str(c), fallback) if c is not None else fallback
+                    for c in cats
+                ]
+            )
+            lead = self.timing.category.lead_days_ if self.timing.category is not None else 0
+            hour = self.score(wanted.get_level_values(USER_ID)[~known])[REMINDER_AT].dt.hour.fillna(
+                self.timing.store_hour
+            )
+            next_date[~known] = (
+                (self.as_of.value + np.round(cycle * 86_400) * 10**9).astype("int64").astype("datetime64[ns]")
+            )
+            reminder[~known] = reminder_timestamps(
+                self.as_of, np.maximum(np.floor(cycle) - lead, 0), hour.to_numpy("int64")
+            )
+        return pd.DataFrame(
+            {
+                USER_ID: wanted.get_level_values(USER_ID).to_numpy(object),
+                CATEGORY: wanted.get_level_values(CATEGORY).to_numpy(object),
+                NEXT_PURCHASE_DATE: next_date,
+                REMINDER_AT: reminder,
+                IS_KNOWN: known,
+            }
+        ).astype(TIMING_DTYPES)
+
+    # --- loading
+    @classmethod
+    def from_dirs(cls, repurchase_dir: Path, timing_dir: Path | None) -> Self:
+        """Bundles saved by `train_repurchase` (``repurchase/`` and ``timing/`` folders)."""
+        repurchase = RepurchaseBundle.load(repurchase_dir)
+        timing = TimingBundle.load(timing_dir) if timing_dir is not None else None
+        snap = repurchase_dir / "snapshot"
+        features = pd.read_parquet(snap / "features.parquet")
+        meta = json.loads((snap / "snapshot.json").read_text())
+        as_of = pd.Timestamp(meta[AS_OF])
+        pairs = None
+        if timing_dir is not None:
+            tsnap = timing_dir / "snapshot"
+            t_meta = json.loads((tsnap / "snapshot.json").read_text())
+            if pd.Timestamp(t_meta[AS_OF]) != as_of:
+                logger.warning(
+                    "timing snapshot is as of %s but repurchase snapshot as of %s; using the repurchase one",
+                    t_meta[AS_OF],
+                    as_of,
+                )
+            pairs = pd.read_parquet(tsnap / "user_category_features.parquet").set_index([USER_ID, CATEGORY])
+            pairs = join_pair_features(
+                features,
+                pairs[[c for c in pairs.columns if c.startswith("cat_")]].rename(columns=lambda c: c[4:]),
+            )
+        return cls(repurchase, timing, features=features, pairs=pairs, as_of=as_of)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """A folder with ``repurchase/`` and (optionally) ``timing/`` as written by `train_repurchase`."""
+        if not (path / "repurchase" / "bundle.json").exists():
+            raise InvalidInputError(
+                f"{path}: no repurchase/bundle.json, expected a folder written by rebuy train"
+            )
+        timing = path / "timing"
+        return cls.from_dirs(path / "repurchase", timing if (timing / "bundle.json").exists() else None)
+
+
+def timing_frame(
+    timing_dir: Path, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """`CampaignScorer.reminder_timing` from a timing folder alone (the ``rebuy-timing`` pyfunc)."""
+    timing = TimingBundle.load(timing_dir)
+    snap = timing_dir / "snapshot"
+    features = pd.read_parquet(snap / "features.parquet")
+    as_of = pd.Timestamp(json.loads((snap / "snapshot.json").read_text())[AS_OF])
+    pairs = pd.read_parquet(snap / "user_category_features.parquet").set_index([USER_ID, CATEGORY])
+    pairs = join_pair_features(
+        features, pairs[[c for c in pairs.columns if c.startswith("cat_")]].rename(columns=lambda c: c[4:])
+    )
+    scorer = CampaignScorer.__new__(CampaignScorer)
+    scorer.timing, scorer.as_of, scorer.features, scorer.pairs = timing, as_of, features, pairs
+    hours = (
+        features[ACTIVE_HOUR].to_numpy("int64")
+        if ACTIVE_HOUR in features
+        else np.full(len(features), timing.store_hour)
+    )
+    scorer.scores_ = pd.DataFrame(
+        {REMINDER_AT: reminder_timestamps(as_of, np.zeros(len(features)), hours)}, index=features.index
+    )
+    scorer.pair_scores_ = scorer._score_pairs()
+    scorer.cold_ = pd.Series(
+        {REMINDER_AT: reminder_timestamps(as_of, np.zeros(1), np.array([timing.store_hour]))[0]}
+    )
+    return scorer.reminder_timing(user_ids, categories=categories)
+
+
+def registered_model_dir(settings: RegistrySettings, name: str, *, alias: str = CHAMPION) -> Path:
+    """Local folder of the ``model_dir`` artifact of ``models:/<name>@<alias>``."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from training.registry import setup_mlflow
+
+    setup_mlflow(settings)
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return Path(model.unwrap_python_model().model_dir)
+
+
+def load_registered_scorer(settings: RegistrySettings, *, alias: str = CHAMPION) -> CampaignScorer:
+    """`CampaignScorer` of the `alias` versions of ``rebuy-repurchase`` and ``rebuy-timing``."""
+    return CampaignScorer.from_dirs(
+        registered_model_dir(settings, REPURCHASE_MODEL_NAME, alias=alias),
+        registered_model_dir(settings, TIMING_MODEL_NAME, alias=alias),
+    )
+
+
+def load_registered_bundles(
+    settings: RegistrySettings, *, alias: str = CHAMPION
+) -> tuple[RepurchaseBundle, TimingBundle]:
+    """The `alias` bundles without their snapshot (for scoring a fresh feature table)."""
+    return (
+        RepurchaseBundle.load(registered_model_dir(settings, REPURCHASE_MODEL_NAME, alias=alias)),
+        TimingBundle.load(registered_model_dir(settings, TIMING_MODEL_NAME, alias=alias)),
+    )

@@ -1,0 +1,1008 @@
+"""Train, evaluate and register the repurchase / churn / value models and the timing models.
+
+Time layout (never tuned on the evaluation window): for a label horizon ``h`` and the last day
+labels may use ``end``, the calibration cut-off is ``end - h`` and the stacked training cut-offs
+lie at or before ``end - 2h`` (`training.repurchase.training_cutoffs`).
+
+- `evaluate_repurchase` (``rebuy evaluate repurchase``): models fitted with ``end = as_of`` (only
+  events before `as_of`), scored on the window ``[as_of, as_of + horizon_days)`` against the
+  baselines on the same split: recency only, logistic regression on RFM, BG/NBD, Pareto/NBD.
+- `evaluate_timing`: the user-level hazard model against the old day-3/15/28 schedule, the
+  user's median gap and the category's store-wide cycle (each baseline's lead tuned on the same
+  earlier cut-off as the model's).
+- `train_repurchase` (``rebuy train``): evaluates with the evaluation cut-off ``as_of - h`` (and
+  ``as_of - timing horizon``), then refits everything with ``end = as_of`` and logs, saves and
+  registers ``rebuy-repurchase`` and ``rebuy-timing`` with the feature snapshot as of `as_of`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from experiments.classification_metrics import (
+    calc_classification_metrics,
+    calibration_table,
+    mean_absolute_error,
+)
+from features.build_category import build_user_category_features
+from features.build_labels import build_category_labels, build_labels, check_label_window
+from features.build_stats import (
+    DAY_NS,
+    StoreStats,
+    calc_store_stats,
+    check_as_of,
+    event_code,
+    event_type_codes,
+    purchase_cents,
+    ts_ns,
+)
+from features.build_training import build_feature_table
+from features.errors import InvalidInputError
+from features.schema import (
+    AS_OF,
+    CATEGORY,
+    EVENT_TYPE,
+    FEATURE_AVG_ORDER_VALUE,
+    FEATURE_DAYS_SINCE_LAST_PURCHASE,
+    FEATURE_LAST_PURCHASE_TS,
+    FEATURE_MEDIAN_GAP_DAYS,
+    FEATURE_PURCHASE_DAYS,
+    LABEL_DAYS_TO_NEXT_PURCHASE,
+    LABEL_NEXT_PURCHASE_OBSERVED,
+    LABEL_PURCHASED_IN_HORIZON,
+    TS,
+    USER_ID,
+    EventType,
+    StoreTables,
+)
+from training.btyd import BTYD_FEATURES, BgNbdModel, ParetoNbdModel, build_btyd_features
+from training.policy import validate_policy
+from training.registry import RegistrySettings, register_version, setup_mlflow
+from training.repurchase import (
+    PurchaseCountModel,
+    RepurchaseConfig,
+    RepurchaseModel,
+    training_cutoffs,
+)
+from training.timing import (
+    ACTIVE_HOUR,
+    HazardModel,
+    build_due_features,
+    calc_active_hours,
+    fixed_schedule_days,
+    join_due_features,
+    join_pair_features,
+    reminder_outcomes,
+    tune_lead,
+)
+
+logger = logging.getLogger(__name__)
+
+REPURCHASE_MODEL_NAME = "rebuy-repurchase"
+TIMING_MODEL_NAME = "rebuy-timing"
+PURCHASES = "purchases"
+SPEND = "spend"
+MODEL_CODE_PATH = Path(__file__).resolve().parent / "campaign_model.py"
+
+LIGHTGBM = "lightgbm"
+RECENCY = "recency"
+RFM_LOGISTIC = "rfm_logistic"
+BGNBD = "bgnbd"
+PARETONBD = "paretonbd"
+FIXED_SCHEDULE = "fixed_3_15_28"
+MEDIAN_GAP = "user_median_gap"
+CATEGORY_CYCLE = "category_cycle"
+REMIND_AT_CUTOFF = "remind_at_cutoff"  # reference: every reminder on the cut-off day
+HAZARD = "lightgbm_hazard"
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+class FeatureCache:
+    """Feature tables per cut-off, built once (`build_feature_table` and user x category)."""
+
+    def __init__(self, tables: StoreTables, config: RepurchaseConfig) -> None:
+        self.tables = tables
+        self.config = config
+        self._users: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._pairs: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._stats: dict[pd.Timestamp, StoreStats] = {}
+        self._timing_users: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._model_users: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
+
+    def users(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        if as_of not in self._users:
+            self._users[as_of] = build_feature_table(self.tables, as_of=as_of, config=self.config.features)
+        return self._users[as_of]
+
+    def model_users(self, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+        """Input of the repurchase / value models: `users`, plus the BTYD forecasts for the horizon
+        when ``config.btyd_features`` (both BTYD models fitted on the events before `as_of` only)."""
+        if not self.config.btyd_features:
+            return self.users(as_of)
+        key = (as_of, horizon_days)
+        if key not in self._model_users:
+            users = self.users(as_of)
+            btyd = build_btyd_features(
+                self.tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=users.index
+            )
+            self._model_users[key] = users.join(btyd)
+        return self._model_users[key]
+
+    def stats(self, as_of: pd.Timestamp) -> StoreStats:
+        if as_of not in self._stats:
+            self._stats[as_of] = calc_store_stats(
+                self.tables.events, self.tables.items, as_of=as_of, config=self.config.features
+            )
+        return self._stats[as_of]
+
+    def timing_users(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """User features plus the replenishment due features (`training.timing.DUE_USER_FEATURES`)."""
+        if as_of not in self._timing_users:
+            _, due = build_due_features(
+                self.tables.events, self.tables.items, as_of=as_of, stats=self.stats(as_of)
+            )
+            self._timing_users[as_of] = join_due_features(self.users(as_of), due)
+        return self._timing_users[as_of]
+
+    def pairs(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """User features joined to the user x category features (index user_id, category)."""
+        if as_of not in self._pairs:
+            stats = self.stats(as_of)
+            pairs = build_user_category_features(
+                self.tables.events, self.tables.items, as_of=as_of, stats=stats
+            )
+            self._pairs[as_of] = join_pair_features(self.users(as_of), pairs)
+        return self._pairs[as_of]
+
+
+def data_start(tables: StoreTables) -> pd.Timestamp:
+    if tables.events.empty:
+        raise InvalidInputError("events: empty, nothing to train on")
+    return tables.events[TS].min()
+
+
+def build_value_targets(
+    events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: int, user_ids: pd.Index
+) -> pd.DataFrame:
+    """Purchases (distinct purchase days) and spend per user in ``[as_of, as_of + horizon_days)``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index `user_ids`; columns ``purchases`` (float64) and ``spend`` (float64, currency).
+    """
+    t = ts_ns(events[TS])
+    end = as_of.value + horizon_days * DAY_NS
+    window = (
+        (t >= as_of.value)
+        & (t < end)
+        & (event_type_codes(events[EVENT_TYPE]) == event_code(EventType.PURCHASE))
+    )
+    buys = events.loc[window]
+    frame = pd.DataFrame(
+        {USER_ID: buys[USER_ID].to_numpy(), "day": t[window] // DAY_NS, SPEND: purchase_cents(buys) / 100.0}
+    )
+    grouped = frame.groupby(USER_ID)
+    out = pd.DataFrame({PURCHASES: grouped["day"].nunique().astype("float64"), SPEND: grouped[SPEND].sum()})
+    return out.reindex(pd.Index(user_ids, name=USER_ID), fill_value=0.0)
+
+
+def _stack(
+    cache: FeatureCache,
+    cutoffs: Sequence[pd.Timestamp],
+    *,
+    horizon_days: int,
+    values: bool = False,
+    timing: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stacked feature rows and labels (plus value targets) over `cutoffs`; RangeIndex-free concat."""
+    feats, labels = [], []
+    for cutoff in cutoffs:
+        f = cache.timing_users(cutoff) if timing else cache.model_users(cutoff, horizon_days)
+        lab = build_labels(cache.tables.events, as_of=cutoff, horizon_days=horizon_days, user_ids=f.index)
+        if values:
+            lab = lab.join(
+                build_value_targets(
+                    cache.tables.events, as_of=cutoff, horizon_days=horizon_days, user_ids=f.index
+                )
+            )
+        feats.append(f)
+        labels.append(lab)
+    return pd.concat(feats), pd.concat(labels)
+
+
+def _stack_pairs(
+    cache: FeatureCache, cutoffs: Sequence[pd.Timestamp], *, horizon_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    feats, labels = [], []
+    for cutoff in cutoffs:
+        f = cache.pairs(cutoff)
+        lab = build_category_labels(
+            cache.tables.events, cache.tables.items, as_of=cutoff, horizon_days=horizon_days, pairs=f.index
+        )
+        feats.append(f)
+        labels.append(lab)
+    return pd.concat(feats), pd.concat(labels)
+
+
+# --- repurchase bundle --------------------------------------------------------------------------
+
+
+@dataclass
+class RepurchaseBundle:
+    """The fitted repurchase, churn and value models with their settings and data window."""
+
+    config: RepurchaseConfig
+    horizon_days: int
+    repurchase: RepurchaseModel
+    purchases: PurchaseCountModel
+    spend: PurchaseCountModel
+    churn: RepurchaseModel | None = None
+    window: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.repurchase.save(path / "repurchase")
+        self.purchases.save(path / "purchases")
+        self.spend.save(path / "spend")
+        if self.churn is not None:
+            self.churn.save(path / "churn")
+        (path / "bundle.json").write_text(
+            json.dumps(
+                {
+                    "kind": "repurchase",
+                    "horizon_days": self.horizon_days,
+                    "has_churn": self.churn is not None,
+                    "config": self.config.model_dump(mode="json"),
+                    "window": self.window,
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> RepurchaseBundle:
+        meta = json.loads((path / "bundle.json").read_text())
+        return cls(
+            config=RepurchaseConfig.model_validate(meta["config"]),
+            horizon_days=int(meta["horizon_days"]),
+            repurchase=RepurchaseModel.load(path / "repurchase"),
+            purchases=PurchaseCountModel.load(path / "purchases"),
+            spend=PurchaseCountModel.load(path / "spend"),
+            churn=RepurchaseModel.load(path / "churn") if meta["has_churn"] else None,
+            window=meta["window"],
+        )
+
+
+def _extra_features(config: RepurchaseConfig) -> tuple[str, ...]:
+    return BTYD_FEATURES if config.btyd_features else ()
+
+
+def _fit_classifier(
+    cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
+) -> tuple[RepurchaseModel, list[pd.Timestamp], pd.Timestamp]:
+    train, calibration = training_cutoffs(
+        end, horizon_days=horizon_days, data_start=data_start(cache.tables), config=config.cutoffs
+    )
+    x, y = _stack(cache, train, horizon_days=horizon_days)
+    model = RepurchaseModel(
+        config.lightgbm,
+        horizon_days=horizon_days,
+        calibration=config.calibration,
+        extra_features=_extra_features(config),
+    )
+    model.fit(x, y[LABEL_PURCHASED_IN_HORIZON])
+    xc, yc = _stack(cache, [calibration], horizon_days=horizon_days)
+    model.calibrate(xc, yc[LABEL_PURCHASED_IN_HORIZON])
+    return model, train, calibration
+
+
+def fit_repurchase_bundle(
+    cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, with_churn: bool = True
+) -> RepurchaseBundle:
+    """Fit repurchase (+ calibration), value and (optionally) churn models with labels ending by `end`."""
+    config = cache.config
+    started = time.perf_counter()
+    repurchase, train, calibration = _fit_classifier(cache, end=end, horizon_days=horizon_days, config=config)
+    x, y = _stack(cache, train, horizon_days=horizon_days, values=True)
+    extra = _extra_features(config)
+    purchases = PurchaseCountModel(
+        config.lightgbm, horizon_days=horizon_days, target="purchases", extra_features=extra
+    ).fit(x, y[PURCHASES])
+    spend = PurchaseCountModel(
+        config.lightgbm, horizon_days=horizon_days, target="spend", extra_features=extra
+    ).fit(x, y[SPEND])
+    xc, yc = _stack(cache, [calibration], horizon_days=horizon_days, values=True)
+    purchases.calibrate(xc, yc[PURCHASES])
+    spend.calibrate(xc, yc[SPEND])
+    window = {
+        "end": str(end),
+        "train_cutoffs": [str(c) for c in train],
+        "calibration_cutoff": str(calibration),
+        "train_rows": len(x),
+    }
+    churn = None
+    if with_churn:
+        churn, churn_train, churn_cal = _fit_classifier(
+            cache, end=end, horizon_days=config.churn_days, config=config
+        )
+        window |= {
+            "churn_train_cutoffs": [str(c) for c in churn_train],
+            "churn_calibration_cutoff": str(churn_cal),
+        }
+    logger.info(
+        "repurchase bundle fitted (labels end %s): %s, %.1fs", end, window, time.perf_counter() - started
+    )
+    return RepurchaseBundle(config, horizon_days, repurchase, purchases, spend, churn, window)
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RepurchaseEvaluation:
+    """Metrics of the model and the baselines on one window (rows: model names)."""
+
+    as_of: pd.Timestamp
+    horizon_days: int
+    table: pd.DataFrame
+    calibration: pd.DataFrame
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+    purchases: np.ndarray
+    expected: dict[str, np.ndarray]
+    n_users: int
+    bundle: RepurchaseBundle | None = None
+
+
+def _rfm_matrix(features: pd.DataFrame) -> np.ndarray:
+    since = features[FEATURE_DAYS_SINCE_LAST_PURCHASE].to_numpy("float64", na_value=np.nan)
+    freq = features[FEATURE_PURCHASE_DAYS].to_numpy("float64")
+    aov = features[FEATURE_AVG_ORDER_VALUE].to_numpy("float64", na_value=np.nan)
+    never = np.isnan(since)
+    return np.column_stack(
+        [
+            np.log1p(np.nan_to_num(since, nan=3650.0)),
+            np.log1p(freq),
+            np.log1p(np.nan_to_num(aov, nan=0.0)),
+            never,
+        ]
+    )
+
+
+def evaluate_repurchase(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int = 30,
+    config: RepurchaseConfig | None = None,
+    cache: FeatureCache | None = None,
+) -> RepurchaseEvaluation:
+    """Fit on events before `as_of` and score the window ``[as_of, as_of + horizon_days)``.
+
+    The population is every user with a purchase before `as_of` (the BTYD models need one).
+    Rows of the returned table: ``lightgbm``, ``recency``, ``rfm_logistic``, ``bgnbd``,
+    ``paretonbd``; columns the metric keys of `experiments.classification_metrics` (Brier, log
+    loss and ECE only for calibrated probabilities) and ``mae_purchases`` where a model
+    forecasts purchase counts.
+
+    Raises
+    ------
+    InvalidInputError
+        The window passes the end of the data, or there is not enough history before `as_of`.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    config = config or RepurchaseConfig()
+    as_of = check_as_of(as_of)
+    cache = cache or FeatureCache(tables, config)
+    check_label_window(tables.events, as_of=as_of, horizon_days=horizon_days)
+    started = time.perf_counter()
+    bundle = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=False)
+
+    features = cache.model_users(as_of, horizon_days)
+    features = features.loc[features[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna()]
+    if features.empty:
+        raise InvalidInputError(f"no user bought anything before {as_of}: nothing to evaluate")
+    labels = build_labels(tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=features.index)
+    y = labels[LABEL_PURCHASED_IN_HORIZON].to_numpy(bool)
+    actual = build_value_targets(
+        tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=features.index
+    )[PURCHASES].to_numpy()
+
+    scores: dict[str, np.ndarray] = {LIGHTGBM: bundle.repurchase.predict_proba(features).to_numpy()}
+    expected: dict[str, np.ndarray] = {LIGHTGBM: bundle.purchases.predict(features).to_numpy()}
+    scores[RECENCY] = -features[FEATURE_DAYS_SINCE_LAST_PURCHASE].to_numpy("float64")
+
+    train = [pd.Timestamp(c) for c in bundle.window["train_cutoffs"]]
+    xt, yt = _stack(cache, train, horizon_days=horizon_days)
+    buyers = xt[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna().to_numpy()
+    rfm = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    rfm.fit(_rfm_matrix(xt.loc[buyers]), yt[LABEL_PURCHASED_IN_HORIZON].to_numpy(bool)[buyers])
+    scores[RFM_LOGISTIC] = rfm.predict_proba(_rfm_matrix(features))[:, 1]
+
+    for name, cls in ((BGNBD, BgNbdModel), (PARETONBD, ParetoNbdModel)):
+        model = cls().fit(tables.events, as_of=as_of)
+        exp = model.expected_purchases(
+            tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=features.index
+        )
+        expected[name] = exp.to_numpy()
+        scores[name] = 1.0 - np.exp(-expected[name])
+
+    rows = {}
+    for name, s in scores.items():
+        metrics = calc_classification_metrics(y, s, calibrated=name in (LIGHTGBM, RFM_LOGISTIC))
+        if name in expected:
+            metrics["mae_purchases"] = mean_absolute_error(actual, expected[name])
+        rows[name] = metrics
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    logger.info(
+        "repurchase evaluation as of %s, %dd: %d users, %.1f%% positive, %.1fs\n%s",
+        as_of,
+        horizon_days,
+        len(y),
+        100 * y.mean(),
+        time.perf_counter() - started,
+        table.round(4).to_string(),
+    )
+    return RepurchaseEvaluation(
+        as_of=as_of,
+        horizon_days=horizon_days,
+        table=table,
+        calibration=calibration_table(y, scores[LIGHTGBM]),
+        labels=y,
+        scores=scores,
+        purchases=actual,
+        expected=expected,
+        n_users=len(y),
+        bundle=bundle,
+    )
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TimingBundle:
+    """User and user x category hazard models (with tuned leads) and the reminder-hour fallback."""
+
+    user: HazardModel
+    category: HazardModel | None
+    store_hour: int
+    category_cycles: dict[str, float]
+    overall_cycle: float | None
+    window: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.user.save(path / "timing_user")
+        if self.category is not None:
+            self.category.save(path / "timing_category")
+        (path / "bundle.json").write_text(
+            json.dumps(
+                {
+                    "kind": "timing",
+                    "has_category": self.category is not None,
+                    "store_hour": self.store_hour,
+                    "category_cycles": self.category_cycles,
+                    "overall_cycle": self.overall_cycle,
+                    "window": self.window,
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> TimingBundle:
+        meta = json.loads((path / "bundle.json").read_text())
+        return cls(
+            user=HazardModel.load(path / "timing_user"),
+            category=HazardModel.load(path / "timing_category") if meta["has_category"] else None,
+            store_hour=int(meta["store_hour"]),
+            category_cycles={str(k): float(v) for k, v in meta["category_cycles"].items()},
+            overall_cycle=meta["overall_cycle"],
+            window=meta["window"],
+        )
+
+
+def _purchase_days(labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    observed = labels[LABEL_NEXT_PURCHASE_OBSERVED].to_numpy(bool)
+    return observed, labels[LABEL_DAYS_TO_NEXT_PURCHASE].to_numpy("float64")
+
+
+def _fit_hazard(
+    cache: FeatureCache, *, end: pd.Timestamp, level: str
+) -> tuple[HazardModel, list[pd.Timestamp], pd.Timestamp]:
+    timing = cache.config.timing
+    train, calibration = training_cutoffs(
+        end,
+        horizon_days=timing.horizon_days,
+        data_start=data_start(cache.tables),
+        config=cache.config.cutoffs,
+    )
+    def stack(cutoffs: Sequence[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if level == "user":
+            return _stack(cache, cutoffs, horizon_days=timing.horizon_days, timing=True)
+        return _stack_pairs(cache, cutoffs, horizon_days=timing.horizon_days)
+
+    x, y = stack(train)
+    model = HazardModel(timing, level=level).fit(x, y)  # type: ignore[arg-type]
+    xc, yc = stack([calibration])
+    observed, days = _purchase_days(yc)
+    tuning: dict[str, float] = {}
+    if observed.any():
+        tuning = model.tune_reminder(xc.loc[observed], days[observed])
+    logger.info(
+        "hazard model (%s): reminder %s, lead %d days, tuned on cut-off %s (%s)",
+        level,
+        model.reminder_method_,
+        model.lead_days_,
+        calibration,
+        tuning,
+    )
+    return model, train, calibration
+
+
+def fit_timing_bundle(cache: FeatureCache, *, end: pd.Timestamp, with_category: bool = True) -> TimingBundle:
+    """Fit the hazard models with labels ending by `end` and tune their reminder leads."""
+    user, train, calibration = _fit_hazard(cache, end=end, level="user")
+    category = _fit_hazard(cache, end=end, level="category")[0] if with_category else None
+    stats = cache.stats(end)
+    _, store_hour = calc_active_hours(
+        cache.tables.events, as_of=end, user_ids=pd.Index([]), config=cache.config.timing
+    )
+    return TimingBundle(
+        user=user,
+        category=category,
+        store_hour=store_hour,
+        category_cycles=dict(stats.category_cycle_days),
+        overall_cycle=stats.overall_cycle_days,
+        window={"end": str(end), "train_cutoffs": [str(c) for c in train], "lead_cutoff": str(calibration)},
+    )
+
+
+def _baseline_days(cache: FeatureCache, as_of: pd.Timestamp, features: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Predicted days to the next purchase (from `as_of`) of the three timing baselines."""
+    since = features[FEATURE_DAYS_SINCE_LAST_PURCHASE].to_numpy("float64", na_value=np.nan)
+    gap = features[FEATURE_MEDIAN_GAP_DAYS].to_numpy("float64", na_value=np.nan)
+    stats = cache.stats(as_of)
+    overall = stats.overall_cycle_days if stats.overall_cycle_days is not None else 30.0
+    gap = np.where(np.isnan(gap), overall, gap)
+    stats_pairs = build_user_category_features(
+        cache.tables.events, cache.tables.items, as_of=as_of, stats=stats
+    )
+    due = (
+        stats_pairs[FEATURE_LAST_PURCHASE_TS].to_numpy("datetime64[ns]").view("int64") - as_of.value
+    ) / DAY_NS + stats_pairs["category_cycle_days"].fillna(overall).to_numpy()
+    by_user = (
+        pd.Series(np.maximum(due, 0.0), index=stats_pairs.index.get_level_values(USER_ID))
+        .groupby(level=0)
+        .min()
+    )
+    cycle_days = by_user.reindex(features.index).to_numpy()
+    cycle_days = np.where(np.isnan(cycle_days), np.maximum(overall - since, 0.0), cycle_days)
+    return {
+        FIXED_SCHEDULE: fixed_schedule_days(since),
+        MEDIAN_GAP: np.maximum(gap - since, 0.0),
+        CATEGORY_CYCLE: cycle_days,
+        REMIND_AT_CUTOFF: np.zeros(len(features)),
+    }
+
+
+@dataclass
+class TimingEvaluation:
+    as_of: pd.Timestamp
+    table: pd.DataFrame
+    errors: dict[str, np.ndarray]
+    n_users: int
+    n_buyers: int
+    bundle: TimingBundle | None = None
+
+
+def evaluate_timing(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    config: RepurchaseConfig | None = None,
+    cache: FeatureCache | None = None,
+    with_category: bool = False,
+) -> TimingEvaluation:
+    """User-level next purchase timing on ``[as_of, as_of + timing.horizon_days)``.
+
+    Population: users with a purchase before `as_of`; MAE, hit rate and too-late rate over those
+    who bought again within the window (the same rows for every model). Rows:
+    ``lightgbm_hazard``, ``fixed_3_15_28``, ``user_median_gap``, ``category_cycle`` and the
+    reference ``remind_at_cutoff`` (every reminder on the cut-off day: its hit rate is the share of
+    next purchases in the first `hit_window_days`, the floor a timing model must beat); columns ``mae_days``, ``hit_rate_at_7`` (window
+    `hit_window_days`), ``too_late_rate``, ``lead_days`` (tuned on the earlier cut-off).
+    """
+    config = config or RepurchaseConfig()
+    as_of = check_as_of(as_of)
+    cache = cache or FeatureCache(tables, config)
+    timing = config.timing
+    check_label_window(tables.events, as_of=as_of, horizon_days=timing.horizon_days)
+    bundle = fit_timing_bundle(cache, end=as_of, with_category=with_category)
+    model = bundle.user
+
+    lead_cut = pd.Timestamp(bundle.window["lead_cutoff"])
+    leads: dict[str, int] = {HAZARD: model.lead_days_}
+    f_cal = cache.timing_users(lead_cut)
+    f_cal = f_cal.loc[f_cal[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna()]
+    l_cal = build_labels(
+        tables.events, as_of=lead_cut, horizon_days=timing.horizon_days, user_ids=f_cal.index
+    )
+    obs_cal, days_cal = _purchase_days(l_cal)
+    for name, pred in _baseline_days(cache, lead_cut, f_cal).items():
+        leads[name] = tune_lead(
+            pred[obs_cal],
+            days_cal[obs_cal],
+            hit_window_days=timing.hit_window_days,
+            max_lead_days=timing.max_lead_days,
+        )
+
+    features = cache.timing_users(as_of)
+    features = features.loc[features[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna()]
+    labels = build_labels(
+        tables.events, as_of=as_of, horizon_days=timing.horizon_days, user_ids=features.index
+    )
+    observed, days = _purchase_days(labels)
+    probs = model.predict_bins(features)
+    predictions = {HAZARD: model.days_from_bins(probs), **_baseline_days(cache, as_of, features)}
+    anchors = {HAZARD: model.anchor_days(probs)}
+    rows, errors = {}, {}
+    for name, pred in predictions.items():
+        p, d = pred[observed], days[observed]
+        reminder = np.maximum(np.floor(anchors.get(name, pred)[observed]) - leads[name], 0.0)
+        hit, late = reminder_outcomes(reminder, d, hit_window_days=timing.hit_window_days)
+        errors[name] = p - d
+        rows[name] = {
+            "mae_days": float(np.mean(np.abs(p - d))) if len(d) else float("nan"),
+            f"hit_rate_at_{timing.hit_window_days}": hit,
+            "too_late_rate": late,
+            "lead_days": float(leads[name]),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    logger.info(
+        "timing evaluation as of %s, %dd: %d users, %d bought again\n%s",
+        as_of,
+        timing.horizon_days,
+        len(features),
+        int(observed.sum()),
+        table.round(4).to_string(),
+    )
+    return TimingEvaluation(as_of, table, errors, len(features), int(observed.sum()), bundle)
+
+
+# --- snapshot -----------------------------------------------------------------------------------
+
+
+def build_snapshot(
+    cache: FeatureCache, *, as_of: pd.Timestamp, with_pairs: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """User features as of `as_of` with ``active_hour`` and the due features, and the user x category features."""
+    users = cache.timing_users(as_of).copy()
+    hours, _ = calc_active_hours(
+        cache.tables.events, as_of=as_of, user_ids=users.index, config=cache.config.timing
+    )
+    users[ACTIVE_HOUR] = hours.to_numpy()
+    return users, cache.pairs(as_of) if with_pairs else None
+
+
+def build_scoring_features(
+    tables: StoreTables, *, as_of: pd.Timestamp, config: RepurchaseConfig | None = None
+) -> pd.DataFrame:
+    """The user feature table `training.scoring.score_feature_table` expects, as of `as_of`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index ``user_id``; `build_feature_table` columns, ``active_hour`` and the replenishment
+        due features (`training.timing.DUE_USER_FEATURES`), from events before `as_of` only.
+    """
+    as_of = check_as_of(as_of)
+    users, _ = build_snapshot(FeatureCache(tables, config or RepurchaseConfig()), as_of=as_of, with_pairs=False)
+    return users
+
+
+def save_snapshot(path: Path, users: pd.DataFrame, pairs: pd.DataFrame) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    users.to_parquet(path / "features.parquet")
+    pairs.reset_index().to_parquet(path / "user_category_features.parquet")
+
+
+# --- train and register ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainRepurchaseResult:
+    """What `train_repurchase` did: run, registered versions and aliases, metrics, local folder."""
+
+    run_id: str
+    repurchase_version: str
+    repurchase_alias: str
+    timing_version: str
+    timing_alias: str
+    metrics: dict[str, float]
+    repurchase_table: pd.DataFrame
+    timing_table: pd.DataFrame
+    calibration: pd.DataFrame
+    model_dir: Path
+    as_of: pd.Timestamp
+    horizon_days: int
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list | tuple) and value and isinstance(value[0], dict):
+        out[prefix] = json.dumps(value)[:500]
+    else:
+        out[prefix] = value
+    return out
+
+
+def plot_evaluation(rep: RepurchaseEvaluation, tim: TimingEvaluation | None) -> dict[str, Any]:
+    """Matplotlib figures: ROC, calibration, lift (cumulative gains), timing error histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    figs: dict[str, Any] = {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, s in rep.scores.items():
+        fpr, tpr, _ = roc_curve(rep.labels, s)
+        ax.plot(fpr, tpr, label=f"{name} ({rep.table.loc[name, 'roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC, {rep.horizon_days}-day repurchase",
+    )
+    ax.legend(fontsize=7)
+    figs["plots/roc.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    cal = rep.calibration
+    ax.plot(cal["mean_predicted"], cal["observed_rate"], "o-", label=LIGHTGBM)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="predicted probability", ylabel="observed rate", title="calibration")
+    figs["plots/calibration.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    share = np.arange(1, len(rep.labels) + 1) / len(rep.labels)
+    for name, s in rep.scores.items():
+        order = np.argsort(-s, kind="stable")
+        gains = np.cumsum(rep.labels[order]) / max(rep.labels.sum(), 1)
+        ax.plot(share, gains, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(
+        xlabel="share of users contacted", ylabel="share of buyers reached", title="lift (cumulative gains)"
+    )
+    ax.legend(fontsize=7)
+    figs["plots/lift.png"] = fig
+
+    if tim is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, err in tim.errors.items():
+            ax.hist(np.clip(err, -60, 60), bins=40, histtype="step", label=name)
+        ax.set(xlabel="predicted - actual next purchase (days)", ylabel="users", title="timing error")
+        ax.legend(fontsize=7)
+        figs["plots/timing_error.png"] = fig
+    return figs
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("mlflow", "lightgbm", "pandas", "numpy", "scipy", "scikit-learn", "pyarrow", "pydantic"):
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def train_repurchase(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int = 30,
+    config: RepurchaseConfig | None = None,
+    settings: RegistrySettings,
+    show_progress: bool = False,
+    config_path: Path | None = None,
+) -> TrainRepurchaseResult:
+    """Evaluate, refit, log to MLflow and register ``rebuy-repurchase`` and ``rebuy-timing``.
+
+    Parameters
+    ----------
+    tables
+        Validated store tables; only events before `as_of` are used.
+    as_of
+        Cut-off (naive UTC, usually the day after the last event).
+    horizon_days
+        Repurchase / value horizon (overrides ``config.horizon_days``).
+    config
+        Settings; `RepurchaseConfig()` when None.
+    settings
+        MLflow locations.
+    config_path
+        TOML file the config came from, logged as an artifact when given.
+
+    Returns
+    -------
+    TrainRepurchaseResult
+
+    Raises
+    ------
+    InvalidInputError
+        Not enough history before `as_of` for the horizons, or a bad policy table.
+    """
+    import mlflow
+    import mlflow.pyfunc
+
+    del show_progress
+    config = (config or RepurchaseConfig()).model_copy(update={"horizon_days": horizon_days})
+    validate_policy(config.policy)
+    as_of = check_as_of(as_of)
+    started = time.perf_counter()
+    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
+    tables = StoreTables(events=events, items=tables.items, users=tables.users)
+    cache = FeatureCache(tables, config)
+    if events.empty:
+        raise InvalidInputError(f"no event before as_of {as_of}: nothing to train on")
+
+    rep_eval = evaluate_repurchase(
+        tables,
+        as_of=as_of - pd.Timedelta(days=horizon_days),
+        horizon_days=horizon_days,
+        config=config,
+        cache=cache,
+    )
+    tim_eval = evaluate_timing(
+        tables, as_of=as_of - pd.Timedelta(days=config.timing.horizon_days), config=config, cache=cache
+    )
+
+    repurchase = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=True)
+    timing = fit_timing_bundle(cache, end=as_of, with_category=True)
+    users, pairs = build_snapshot(cache, as_of=as_of)
+    assert pairs is not None
+    stats = cache.stats(as_of)
+
+    metrics: dict[str, float] = {}
+    for name, row in rep_eval.table.iterrows():
+        metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    for name, row in tim_eval.table.iterrows():
+        metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    metrics["eval_users"] = float(rep_eval.n_users)
+    metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
+
+    experiment_id = setup_mlflow(settings)
+    with tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp:
+        root = Path(tmp)
+        rep_dir, tim_dir = root / "repurchase", root / "timing"
+        window = {"as_of": str(as_of), "data_start": str(data_start(tables)), "horizon_days": horizon_days}
+        repurchase.window |= window
+        timing.window |= window
+        repurchase.save(rep_dir)
+        timing.save(tim_dir)
+        for d in (rep_dir, tim_dir):
+            save_snapshot(d / "snapshot", users, pairs)
+            (d / "snapshot" / "store_stats.json").write_text(stats.to_json())
+            (d / "snapshot" / "snapshot.json").write_text(
+                json.dumps({AS_OF: str(as_of), "users": len(users), "pairs": len(pairs)})
+            )
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"repurchase-{as_of:%Y%m%d}") as run:
+            params = _flatten("", config.model_dump(mode="json"), {})
+            params = {k: v for k, v in params.items() if not k.startswith("policy")}
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_params(
+                {
+                    "as_of": str(as_of),
+                    "eval_as_of": str(rep_eval.as_of),
+                    "timing_eval_as_of": str(tim_eval.as_of),
+                }
+            )
+            mlflow.log_metrics(metrics)
+            mlflow.log_text(rep_eval.table.to_csv(), "evaluation/repurchase.csv")
+            mlflow.log_text(tim_eval.table.to_csv(), "evaluation/timing.csv")
+            mlflow.log_text(rep_eval.calibration.to_csv(), "evaluation/calibration.csv")
+            mlflow.log_dict(config.model_dump(mode="json"), "config/repurchase_config.json")
+            if config_path is not None:
+                mlflow.log_artifact(str(config_path), "config")
+            for path, fig in plot_evaluation(rep_eval, tim_eval).items():
+                mlflow.log_figure(fig, path)
+            requirements = _pip_requirements()  # explicit: inferring them runs a subprocess (~5 s)
+            rep_info = mlflow.pyfunc.log_model(
+                name="repurchase",
+                python_model=str(MODEL_CODE_PATH),
+                artifacts={"model_dir": str(rep_dir)},
+                pip_requirements=requirements,
+            )
+            tim_info = mlflow.pyfunc.log_model(
+                name="timing",
+                python_model=str(MODEL_CODE_PATH),
+                artifacts={"model_dir": str(tim_dir)},
+                pip_requirements=requirements,
+            )
+            run_id = run.info.run_id
+        tags = {"as_of": str(as_of), "run_id": run_id}
+        rep_version, rep_alias = register_version(
+            settings, rep_info.model_uri, name=REPURCHASE_MODEL_NAME, tags=tags
+        )
+        tim_version, tim_alias = register_version(
+            settings, tim_info.model_uri, name=TIMING_MODEL_NAME, tags=tags
+        )
+        local = settings.home / "models" / f"repurchase-{run_id}"
+        import shutil
+
+        shutil.copytree(root, local, dirs_exist_ok=True)
+    logger.info(
+        "trained repurchase (%s v%s, %s) and timing (%s v%s, %s) as of %s in %.1fs",
+        REPURCHASE_MODEL_NAME,
+        rep_version.version,
+        rep_alias,
+        TIMING_MODEL_NAME,
+        tim_version.version,
+        tim_alias,
+        as_of,
+        time.perf_counter() - started,
+    )
+    return TrainRepurchaseResult(
+        run_id=run_id,
+        repurchase_version=str(rep_version.version),
+        repurchase_alias=rep_alias,
+        timing_version=str(tim_version.version),
+        timing_alias=tim_alias,
+        metrics=metrics,
+        repurchase_table=rep_eval.table,
+        timing_table=tim_eval.table,
+        calibration=rep_eval.calibration,
+        model_dir=local,
+        as_of=as_of,
+        horizon_days=horizon_days,
+    )
+
+
+def default_as_of(tables: StoreTables) -> pd.Timestamp:
+    """The day after the last event (midnight)."""
+    if tables.events.empty:
+        raise InvalidInputError("events: empty, cannot choose a default as_of")
+    return tables.events[TS].max().normalize() + pd.Timedelta(days=1)
+
+
+__all__ = [
+    "CATEGORY",
+    "FeatureCache",
+    "RepurchaseBundle",
+    "TimingBundle",
+    "TrainRepurchaseResult",
+    "build_scoring_features",
+    "build_value_targets",
+    "default_as_of",
+    "evaluate_repurchase",
+    "evaluate_timing",
+    "fit_repurchase_bundle",
+    "fit_timing_bundle",
+    "train_repurchase",
+]
