@@ -8,6 +8,7 @@ DATA   ?= $(REBUY_HOME)/data/sample
 USERS  ?= 20000
 DAYS   ?= 365
 SEED   ?= 7
+PORT   ?= 3000
 
 .PHONY: install run test test-fast lint bench constraints clean
 
@@ -23,9 +24,20 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/rebuy sample --out $(DATA) --users $(USERS) --days $(DAYS) --seed $(SEED)
+	@test -f $(DATA)/events.parquet || $(BIN)/rebuy sample --out $(DATA) --users $(USERS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/rebuy validate --data $(DATA)
 	$(BIN)/rebuy features --data $(DATA) --out $(REBUY_HOME)/features/user_features.parquet
+	$(BIN)/rebuy train --data $(DATA) --if-no-champion
+	@echo ""
+	@echo "serving the champion models on http://localhost:$(PORT) (Ctrl-C stops). Try:"
+	@echo "  curl -s localhost:$(PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"u000042\", \"k\": 5}'"
+	@echo "  curl -s localhost:$(PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"new-visitor\", \"interest_tags\": [\"cat\"]}'"
+	@echo "  curl -s localhost:$(PORT)/similar_items -H 'content-type: application/json' -d '{\"item_id\": \"i0001\", \"kind\": \"complement\"}'"
+	@echo "  curl -s localhost:$(PORT)/churn_scores -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\", \"u000043\"]}'"
+	@echo "  curl -s localhost:$(PORT)/reminder_timing -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\"]}'"
+	@echo "  curl -s localhost:$(PORT)/model_info"
+	@echo ""
+	$(BIN)/bentoml serve serving.service:RebuyService --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,6 +52,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench_sample
 	$(BIN)/python -m experiments.bench_features
+	$(BIN)/python -m experiments.bench_recommender
+	$(BIN)/python -m experiments.bench_scoring
+	$(BIN)/python -m experiments.bench_serving
 
 constraints:
 	rm -rf /tmp/rebuy-constraints && $(PYTHON) -m venv /tmp/rebuy-constraints

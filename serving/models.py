@@ -1,0 +1,253 @@
+"""The models the service answers from: loaded once from the registry, then only queried.
+
+`ServingModels.load` fetches the versions that the configured alias (``champion``) points to:
+the recommender and the campaign scorer (repurchase + timing bundles with the feature snapshot
+they were trained with). The query methods turn library frames into response models; they
+never fit anything or recompute training-time statistics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from features.schema import CATEGORY, FEATURE_SEGMENT, ITEM_ID, USER_ID
+from serving.schemas import (
+    ChurnResponse,
+    ChurnScore,
+    ModelInfo,
+    ModelVersionInfo,
+    RecommendedItem,
+    RecommendResponse,
+    ReminderResponse,
+    ReminderTiming,
+    SimilarItemsResponse,
+)
+from serving.settings import ServingSettings
+from training.recommender import IS_FALLBACK, RANK, REASON, SCORE, Recommender
+from training.registry import get_alias_version
+from training.scoring import (
+    CHURN_PROBABILITY,
+    EXPECTED_PURCHASES,
+    EXPECTED_SPEND,
+    IS_KNOWN,
+    NEXT_PURCHASE_DATE,
+    REMINDER_AT,
+    REPURCHASE_PROBABILITY,
+    RISK_BAND,
+    SUGGESTED_ACTION,
+    TOP_REASONS,
+    CampaignScorer,
+    load_registered_scorer,
+)
+from training.train_recommender import load_registered_recommender
+
+logger = logging.getLogger(__name__)
+
+REMINDER_ITEMS = 3
+"""Items featured per reminder (the user's best picks within the category)."""
+REASON_SEPARATOR = "; "
+
+
+@dataclass(frozen=True)
+class ServingModels:
+    """A consistent set of loaded models; swapped as a whole when a new champion is loaded."""
+
+    recommender: Recommender
+    recommender_version: str
+    scorer: CampaignScorer
+    scorer_version: str
+    info: ModelInfo
+
+    @classmethod
+    def load(cls, settings: ServingSettings) -> ServingModels:
+        """Load the `settings.alias` versions of the three registered models.
+
+        Raises
+        ------
+        features.errors.RebuyError or mlflow.exceptions.MlflowException
+            A model is not registered under the alias, or its artifacts cannot be read.
+        """
+        started = time.perf_counter()
+        recommender, reco_version = load_registered_recommender(settings.registry, alias=settings.alias)
+        scorer = load_registered_scorer(settings.registry, alias=settings.alias)
+        versions = []
+        for name in (settings.recommender_model, settings.repurchase_model, settings.timing_model):
+            mv = get_alias_version(settings.registry, name, alias=settings.alias)
+            versions.append(
+                ModelVersionInfo(
+                    name=name,
+                    alias=settings.alias,
+                    version=str(mv.version) if mv is not None else "unknown",
+                    run_id=mv.run_id if mv is not None else None,
+                    trained_as_of=(
+                        str(recommender.info["as_of"])
+                        if name == settings.recommender_model
+                        else scorer.as_of.isoformat()
+                    ),
+                    data_window=(
+                        {k: _jsonable(v) for k, v in recommender.info.items() if k.startswith(("data_", "n_"))}
+                        if name == settings.recommender_model
+                        else {"as_of": scorer.as_of.isoformat(), "n_users": len(scorer.scores_)}
+                    ),
+                )
+            )
+        info = ModelInfo(models=versions, loaded_at=dt.datetime.now(dt.UTC))
+        logger.info(
+            "loaded %s in %.1fs",
+            ", ".join(f"{v.name} v{v.version}" for v in versions),
+            time.perf_counter() - started,
+        )
+        return cls(
+            recommender=recommender,
+            recommender_version=str(reco_version),
+            scorer=scorer,
+            scorer_version=versions[1].version,
+            info=info,
+        )
+
+    # --- storefront
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        k: int,
+        category: str | None = None,
+        exclude_item_ids: Sequence[str] = (),
+        recent_item_ids: Sequence[str] = (),
+        interest_tags: Sequence[str] = (),
+    ) -> RecommendResponse:
+        reco = self.recommender.recommend(
+            [user_id],
+            k=k,
+            category=category,
+            exclude_item_ids=exclude_item_ids,
+            recent_item_ids=recent_item_ids,
+            interest_tags=interest_tags,
+        )
+        return RecommendResponse(
+            user_id=user_id,
+            items=_items(reco),
+            is_fallback=bool(reco[IS_FALLBACK].all()) if len(reco) else True,
+            model_version=self.recommender_version,
+        )
+
+    def similar_items(
+        self, item_id: str, *, k: int, kind: Literal["complement", "similar"]
+    ) -> SimilarItemsResponse:
+        similar = self.recommender.similar_items([item_id], k=k, kind=kind)
+        return SimilarItemsResponse(
+            item_id=item_id,
+            kind=kind,
+            items=_items(similar),
+            is_fallback=bool(similar[IS_FALLBACK].all()) if len(similar) else True,
+            model_version=self.recommender_version,
+        )
+
+    # --- campaign jobs
+    def churn_scores(self, user_ids: Sequence[str]) -> ChurnResponse:
+        scores = self.scorer.score(list(user_ids))
+        known = scores[IS_KNOWN].to_numpy()
+        rows = scores.loc[known]
+        next_dates = rows[NEXT_PURCHASE_DATE].dt.date.to_numpy(dtype=object)
+        out = [
+            ChurnScore.model_construct(
+                user_id=uid,
+                churn_probability=float(churn),
+                repurchase_probability=float(rep),
+                expected_purchases=float(n),
+                expected_spend=float(spend),
+                risk_band=band,
+                segment=segment,
+                top_reasons=reasons.split(REASON_SEPARATOR) if reasons else [],
+                suggested_action=action,
+                next_purchase_date=None if pd.isna(day) else day,
+            )
+            for uid, churn, rep, n, spend, band, segment, reasons, action, day in zip(
+                rows[USER_ID].tolist(),
+                rows[CHURN_PROBABILITY].tolist(),
+                rows[REPURCHASE_PROBABILITY].tolist(),
+                rows[EXPECTED_PURCHASES].tolist(),
+                rows[EXPECTED_SPEND].tolist(),
+                rows[RISK_BAND].tolist(),
+                rows[FEATURE_SEGMENT].tolist(),
+                rows[TOP_REASONS].tolist(),
+                rows[SUGGESTED_ACTION].tolist(),
+                next_dates,
+                strict=True,
+            )
+        ]
+        unknown = list(dict.fromkeys(scores.loc[~known, USER_ID].tolist()))
+        return ChurnResponse.model_construct(
+            scores=out,
+            unknown_user_ids=unknown,
+            as_of=self.scorer.as_of.to_pydatetime(),
+            model_version=self.scorer_version,
+        )
+
+    def reminder_timing(
+        self, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
+    ) -> ReminderResponse:
+        ids = list(dict.fromkeys(user_ids))
+        known_users = self.scorer.score(ids)
+        unknown = known_users.loc[~known_users[IS_KNOWN].to_numpy(), USER_ID].tolist()
+        timing = self.scorer.reminder_timing(
+            [u for u in ids if u not in set(unknown)], categories=categories
+        )
+        timing = timing.loc[timing[CATEGORY].notna()]
+        featured = self._featured_items(timing)
+        reminders = [
+            ReminderTiming(
+                user_id=uid,
+                category=cat,
+                next_purchase_date=None if pd.isna(day) else day.date(),
+                reminder_at=None if pd.isna(at) else at.to_pydatetime(),
+                items=featured.get((uid, cat), []),
+            )
+            for uid, cat, day, at in zip(
+                timing[USER_ID].tolist(),
+                timing[CATEGORY].tolist(),
+                timing[NEXT_PURCHASE_DATE],
+                timing[REMINDER_AT],
+                strict=True,
+            )
+        ]
+        return ReminderResponse(reminders=reminders, unknown_user_ids=unknown, model_version=self.scorer_version)
+
+    def _featured_items(self, timing: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+        """Top items per (user, category): one recommender call per category."""
+        featured: dict[tuple[str, str], list[str]] = {}
+        for category, rows in timing.groupby(CATEGORY, sort=False):
+            users = rows[USER_ID].unique().tolist()
+            reco = self.recommender.recommend(users, k=REMINDER_ITEMS, category=str(category))
+            for uid, items in reco.groupby(USER_ID, sort=False)[ITEM_ID]:
+                featured[(str(uid), str(category))] = items.tolist()
+        return featured
+
+
+def _items(frame: pd.DataFrame) -> list[RecommendedItem]:
+    return [
+        RecommendedItem(item_id=item, score=float(score), rank=int(rank), reason=reason)
+        for item, score, rank, reason in zip(
+            frame[ITEM_ID].tolist(),
+            frame[SCORE].tolist(),
+            frame[RANK].tolist(),
+            frame[REASON].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _jsonable(value: object) -> str | int | None:
+    if value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value)
