@@ -5,8 +5,11 @@ server is started with ``bentoml.serve`` exactly as in production, answering fro
 models under ``--home`` (a REBUY_HOME); without ``--home`` a sample store is generated and the
 three models are trained into a temporary home first. In the same run the load generator
 (asyncio + httpx, keep-alive connections) measures throughput and p50/p99 latency at the given
-concurrency for ``/recommend`` (random known users) and for ``/ping``, a trivial endpoint of the
+concurrency for ``/recommend`` (random known users, the storefront's plain k=10 request, answered
+from lists precomputed at load), for ``/recommend`` with recent items (computed live), and for
+``/ping``, a trivial endpoint of the
 same service (the framework's own floor), then the time of ``/churn_scores`` with 10,000 users.
+/ping runs before and after the others and the stricter of the two is the floor.
 Targets: /recommend reaches at least 0.8x the /ping throughput with p99 under 2x its p99;
 10,000 churn scores in under 250 ms. The load generator shares the 2 cores with the server, so
 absolute figures are pessimistic; the ratios compare like with like.
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["REBUY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     known = load_registered_scorer(RegistrySettings.from_env()).score()["user_id"].tolist()
+    items = [f"i{i:04d}" for i in range(1, 200)]
     rng = random.Random(args.seed)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -128,8 +132,17 @@ def main(argv: list[str] | None = None) -> None:
         for name, bodies in (
             ("/ping", [{}] * args.requests),
             ("/recommend", [{"user_id": rng.choice(known), "k": 10} for _ in range(args.requests)]),
+            (
+                "/recommend live",  # recent items: recomputed per request, never precomputed
+                [
+                    {"user_id": rng.choice(known), "k": 10, "recent_item_ids": rng.sample(items, 2)}
+                    for _ in range(args.requests)
+                ],
+            ),
+            ("/ping again", [{}] * args.requests),  # the floor is measured before and after
         ):
-            seconds, lat, errors = asyncio.run(_load(f"{base}{name}", bodies, concurrency=args.concurrency))
+            path = name.split()[0]
+            seconds, lat, errors = asyncio.run(_load(f"{base}{path}", bodies, concurrency=args.concurrency))
             rows.append(_row(name, len(bodies), seconds, lat, errors))
         ids = [rng.choice(known) for _ in range(CHURN_USERS)]
         churn_ms = []
@@ -143,7 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.DataFrame(rows).set_index("endpoint")
     print(f"\nserver: bentoml serve serving.service:RebuyService (home {home}), concurrency {args.concurrency}")
     print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
-    ping, reco = table.loc["/ping"], table.loc["/recommend"]
+    # the stricter floor of the two /ping runs: the higher throughput and the lower p99
+    ping = pd.Series(
+        {
+            "req_per_s": table.loc[["/ping", "/ping again"], "req_per_s"].max(),
+            "p99_ms": table.loc[["/ping", "/ping again"], "p99_ms"].min(),
+        }
+    )
+    reco, live = table.loc["/recommend"], table.loc["/recommend live"]
     ratio = reco["req_per_s"] / ping["req_per_s"]
     p99_ratio = reco["p99_ms"] / ping["p99_ms"]
     churn = statistics.median(churn_ms)
@@ -156,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  /recommend p99 {p99_ratio:.2f}x /ping p99 (target < {P99_RATIO_TARGET}): "
         f"{'PASS' if p99_ratio < P99_RATIO_TARGET else 'FAIL'}"
+    )
+    print(
+        f"  (live path with recent items: {live['req_per_s'] / ping['req_per_s']:.2f}x /ping throughput, "
+        f"p99 {live['p99_ms'] / ping['p99_ms']:.2f}x; reported, not a target)"
     )
     print(
         f"  10k churn scores {churn:.0f} ms (target < {CHURN_TARGET_MS:.0f} ms): "

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 REMINDER_ITEMS = 3
 """Items featured per reminder (the user's best picks within the category)."""
+DEFAULT_K = 10
+"""The storefront's default list length; these lists are computed once per known user at load."""
+WARM_BATCH = 2_000
 REASON_SEPARATOR = "; "
 
 
@@ -65,6 +68,8 @@ class ServingModels:
     scorer: CampaignScorer
     scorer_version: str
     info: ModelInfo
+    default_lists: dict[str, list[RecommendedItem]]
+    """Known user -> the answer to a plain request (k=10, no filters), precomputed in batches."""
 
     @classmethod
     def load(cls, settings: ServingSettings) -> ServingModels:
@@ -100,6 +105,7 @@ class ServingModels:
                 )
             )
         info = ModelInfo(models=versions, loaded_at=dt.datetime.now(dt.UTC))
+        default_lists = _default_lists(recommender)
         logger.info(
             "loaded %s in %.1fs",
             ", ".join(f"{v.name} v{v.version}" for v in versions),
@@ -111,6 +117,7 @@ class ServingModels:
             scorer=scorer,
             scorer_version=versions[1].version,
             info=info,
+            default_lists=default_lists,
         )
 
     # --- storefront
@@ -124,6 +131,14 @@ class ServingModels:
         recent_item_ids: Sequence[str] = (),
         interest_tags: Sequence[str] = (),
     ) -> RecommendResponse:
+        plain = k == DEFAULT_K and not (category or exclude_item_ids or recent_item_ids or interest_tags)
+        if plain and user_id in self.default_lists:
+            return RecommendResponse(
+                user_id=user_id,
+                items=self.default_lists[user_id],
+                is_fallback=False,
+                model_version=self.recommender_version,
+            )
         reco = self.recommender.recommend(
             [user_id],
             k=k,
@@ -230,6 +245,26 @@ class ServingModels:
             for uid, items in reco.groupby(USER_ID, sort=False)[ITEM_ID]:
                 featured[(str(uid), str(category))] = items.tolist()
         return featured
+
+
+def _default_lists(recommender: Recommender) -> dict[str, list[RecommendedItem]]:
+    """Plain top-`DEFAULT_K` lists of every known user, computed with the batched recommender.
+
+    The model does not change while it is loaded, so these equal what `recommend` computes per
+    request (the integration tests compare them); a request with filters, recent items, tags or
+    another k is computed live.
+    """
+    started = time.perf_counter()
+    users = [str(u) for u in recommender.user_ids]
+    lists: dict[str, list[RecommendedItem]] = {}
+    for start in range(0, len(users), WARM_BATCH):
+        reco = recommender.recommend(users[start : start + WARM_BATCH], k=DEFAULT_K)
+        reco = reco.loc[~reco[IS_FALLBACK].to_numpy()]
+        for user_id, rows in reco.groupby(USER_ID, sort=False):
+            if len(rows) == DEFAULT_K:
+                lists[str(user_id)] = _items(rows)
+    logger.info("precomputed default lists of %d users in %.1fs", len(lists), time.perf_counter() - started)
+    return lists
 
 
 def _items(frame: pd.DataFrame) -> list[RecommendedItem]:

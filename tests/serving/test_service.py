@@ -78,12 +78,13 @@ def test_recommend_matches_the_registered_model_in_process(
 ) -> None:
     settings, tables = trained
     model, version = load_registered_recommender(settings)
-    buyers = tables.events.loc[tables.events[s.EVENT_TYPE] == "purchase", s.USER_ID].unique()[:5]
-    for user_id in buyers:
-        body = _post(base_url, "/recommend", {"user_id": str(user_id), "k": 7}).json()
-        expected = model.recommend([str(user_id)], k=7)
+    buyers = tables.events.loc[tables.events[s.EVENT_TYPE] == "purchase", s.USER_ID].unique()[:20]
+    for user_id, k in zip(buyers, [7, 10] * 10, strict=True):  # k=10 answers come from the precomputed lists
+        body = _post(base_url, "/recommend", {"user_id": str(user_id), "k": k}).json()
+        expected = model.recommend([str(user_id)], k=k)
         assert [i["item_id"] for i in body["items"]] == expected[s.ITEM_ID].tolist()
         assert [i["reason"] for i in body["items"]] == expected["reason"].tolist()
+        assert [i["score"] for i in body["items"]] == pytest.approx(expected["score"].tolist())
         assert body["model_version"] == version and body["is_fallback"] is False
 
 
