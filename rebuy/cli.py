@@ -60,6 +60,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _print_wide(table: Table) -> None:
+    """Print a metric table at least 160 columns wide so keys and model names are never cut."""
+    Console(width=max(console.width, 160)).print(table)
+
+
 def _parse_day(value: str | None, option: str) -> pd.Timestamp | None:
     if value is None:
         return None
@@ -326,7 +331,7 @@ def train(
         rep.run_id[:8],
         figures(rep.metrics, ("timing.lightgbm_hazard.hit_rate_at_7", "timing.lightgbm_hazard.mae_days")),
     )
-    console.print(table)
+    _print_wide(table)
     console.print(f"[green]done in {time.perf_counter() - started:.1f}s[/]")
 
 
@@ -374,7 +379,7 @@ def evaluate_recommender_command(
         table.add_column(col, justify="right")
     for name, row in evaluation.table.iterrows():
         table.add_row(str(name), *(f"{v:.1f}" if c == "seconds" else f"{v:.4f}" for c, v in row.items()))
-    Console(width=max(console.width, 150)).print(table)  # metric keys stay whole
+    _print_wide(table)
     if "full" in evaluation.table.index:
         for metric in (f"recall_at_{k}", f"ndcg_at_{k}"):
             console.print(
@@ -433,19 +438,19 @@ def evaluate_repurchase_command(
         tim = evaluate_timing(tables, as_of=cutoff, config=cfg, cache=cache)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
-    wide = max(console.width, 160)  # metric tables must not be squeezed into truncated columns
-    console.print(
-        _frame_table(rep.table, f"Repurchase within {cfg.horizon_days} days after {cutoff:%Y-%m-%d} ({rep.n_users:,} customers)"),
-        width=wide,
+    _print_wide(
+        _frame_table(
+            rep.table,
+            f"Repurchase within {cfg.horizon_days} days after {cutoff:%Y-%m-%d} ({rep.n_users:,} customers)",
+        )
     )
-    console.print(_frame_table(rep.calibration.set_index("lower").drop(columns="upper"), "Calibration (LightGBM)"), width=wide)
-    console.print(
+    _print_wide(_frame_table(rep.calibration.set_index("lower").drop(columns="upper"), "Calibration (LightGBM)"))
+    _print_wide(
         _frame_table(
             tim.table,
             f"Next purchase within {cfg.timing.horizon_days} days after {cutoff:%Y-%m-%d} "
             f"({tim.n_buyers:,} of {tim.n_users:,} customers bought again)",
-        ),
-        width=wide,
+        )
     )
     console.print(f"done in {time.perf_counter() - started:.1f}s")
 
