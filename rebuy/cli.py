@@ -268,6 +268,7 @@ def train(
     ] = False,
 ) -> None:
     """Train, evaluate, log and register rebuy-recommender, rebuy-repurchase and rebuy-timing."""
+    from training.lineage import build_lineage, log_lineage
     from training.recommender import load_recommender_config
     from training.registry import RegistrySettings, get_alias_version
     from training.repurchase import load_repurchase_config
@@ -304,6 +305,9 @@ def train(
         )
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
+    seeds = {"als": reco_cfg.als.seed, "reranker": reco_cfg.reranker.seed, "lightgbm": rep_cfg.lightgbm.seed}
+    lineage = build_lineage(loaded.tables, as_of=cutoff, seeds=seeds)
+    log_lineage(settings.client(), [reco.run_id, rep.run_id], lineage)
     table = Table(title=f"Registered models (trained before {cutoff:%Y-%m-%d})")
     for col in ("model", "version", "alias", "run", "key figures"):
         table.add_column(col)

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -117,22 +118,44 @@ def git_commit(path: Path | None = None) -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
-def build_lineage(tables: s.StoreTables, *, as_of: pd.Timestamp | None, seed: int) -> dict[str, Any]:
-    """Everything `calc_data_fingerprint`, `package_versions` and `git_commit` record, plus the seed."""
+def build_lineage(
+    tables: s.StoreTables, *, as_of: pd.Timestamp | None, seeds: Mapping[str, int]
+) -> dict[str, Any]:
+    """Everything `calc_data_fingerprint`, `package_versions` and `git_commit` record, plus the seeds."""
     return {
         "data": calc_data_fingerprint(tables, as_of=as_of),
         "packages": package_versions(),
         "git_commit": git_commit(),
-        "seed": seed,
+        "seeds": dict(seeds),
     }
 
 
 def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
-    """Flat MLflow tags of a `build_lineage` result (``data.hash``, ``git_commit``, ``pkg.<name>``...)."""
+    """Flat MLflow tags of a `build_lineage` result (``data.hash``, ``git_commit``, ``seed.<name>``,
+    ``pkg.<name>``...)."""
     data = lineage["data"]
     tags = {f"data.{key}": str(value) for key, value in data.items() if not key.endswith("_hash")}
     tags["data.hash"] = data["hash"]
     tags["git_commit"] = str(lineage["git_commit"])
-    tags["seed"] = str(lineage["seed"])
+    tags.update({f"seed.{name}": str(seed) for name, seed in lineage["seeds"].items()})
     tags.update({f"pkg.{name}": version for name, version in lineage["packages"].items()})
     return tags
+
+
+def log_lineage(client: Any, run_ids: list[str], lineage: dict[str, Any]) -> None:
+    """Tag each run with `lineage_tags` and attach the full record as ``lineage.json``.
+
+    Parameters
+    ----------
+    client
+        An ``mlflow.MlflowClient`` pointed at the tracking server of the runs.
+    run_ids
+        Runs made from the same data, code and seed (for example the runs of one ``rebuy train``).
+    lineage
+        A `build_lineage` result.
+    """
+    tags = lineage_tags(lineage)
+    for run_id in dict.fromkeys(run_ids):
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        client.log_dict(run_id, lineage, "lineage.json")

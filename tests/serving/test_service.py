@@ -24,6 +24,7 @@ from features import schema as s
 from features.load import load_store, write_store
 from features.sample import SampleConfig, generate_store
 from rebuy.cli import app
+from training.lineage import calc_data_fingerprint
 from training.registry import RegistrySettings, get_alias_version
 from training.scoring import CHURN_PROBABILITY, load_registered_scorer
 from training.train_recommender import load_registered_recommender
@@ -54,6 +55,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RegistrySettings,
     again = CliRunner().invoke(app, ["train", "--data", str(root / "store"), "--if-no-champion"], env=env)
     assert again.exit_code == 0 and "nothing to train" in again.output  # make run does not retrain
     return settings, tables
+
+
+def test_train_runs_carry_the_data_fingerprint_and_code_version(
+    trained: tuple[RegistrySettings, s.StoreTables],
+) -> None:
+    settings, tables = trained
+    expected = calc_data_fingerprint(tables)["hash"]
+    client = settings.client()
+    runs = {get_alias_version(settings, name).run_id for name in ("rebuy-recommender", "rebuy-repurchase")}
+    assert len(runs) == 2
+    for run_id in runs:
+        tags = client.get_run(run_id).data.tags
+        assert tags["data.hash"] == expected and tags["seed.als"] and tags["pkg.lightgbm"]
+        assert "git_commit" in tags
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ def test_fingerprint_records_counts_window_and_as_of(tables: s.StoreTables) -> N
 
 
 def test_lineage_tags_carry_hash_commit_seed_and_versions(tables: s.StoreTables) -> None:
-    lineage = build_lineage(tables, as_of=None, seed=13)
+    lineage = build_lineage(tables, as_of=None, seeds={"als": 13})
     tags = lineage_tags(lineage)
-    assert tags["data.hash"] == lineage["data"]["hash"] and tags["seed"] == "13"
+    assert tags["data.hash"] == lineage["data"]["hash"] and tags["seed.als"] == "13"
     assert tags["pkg.lightgbm"] == package_versions()["lightgbm"] != "not installed"
     assert all(isinstance(v, str) for v in tags.values())
