@@ -326,16 +326,17 @@ def validate_feature_frame(features: pd.DataFrame, *, required: Sequence[str] = 
             f"features: missing columns {missing}; expected the output of build_feature_table "
             "(rebuy features)"
         )
-    if USER_ID in features.columns:
-        ids = features[USER_ID]
-    else:
-        ids = pd.Series(features.index.to_flat_index().map(str), index=features.index)
+    def user_at(i: int) -> object:  # only for error messages: mapping a million ids costs ~0.5 s
+        if USER_ID in features.columns:
+            return features[USER_ID].iloc[i]
+        return str(features.index.to_flat_index()[i])
+
     for col in (c for c in required if c in NUMERIC_FEATURES):
         series = features[col]
         if not (pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)):
             raise InvalidInputError(
                 f"features: column {col!r} has dtype {series.dtype}, expected a number "
-                f"(first value {series.iloc[0]!r} of user {ids.iloc[0]!r})"
+                f"(first value {series.iloc[0]!r} of user {user_at(0)!r})"
                 if len(series)
                 else f"features: column {col!r} has dtype {series.dtype}, expected a number"
             )
@@ -347,7 +348,7 @@ def validate_feature_frame(features: pd.DataFrame, *, required: Sequence[str] = 
             i = int(np.flatnonzero(bad)[0])
             expected = "a count >= 0" if col in COUNT_FEATURES else "a finite number or missing"
             raise InvalidInputError(
-                f"features: column {col!r} of user {ids.iloc[i]!r} is {values[i]!r}, expected {expected} "
+                f"features: column {col!r} of user {user_at(i)!r} is {values[i]!r}, expected {expected} "
                 f"({int(bad.sum())} bad rows)"
             )
 
@@ -831,7 +832,11 @@ def explain_rows(
             code[sel] = shown[int(jj)][0][sel]
         sign = contributions[rows, j] > 0
         keys[:, r] = (j.astype(np.int64) * width + code) * 2 + sign
-    phrase_keys, phrase_inv = np.unique(keys, return_inverse=True)
+    key_codes, key_uniques = pd.factorize(keys.ravel())  # hashing, then sorting the few distinct keys
+    order = np.argsort(key_uniques, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    phrase_keys, phrase_inv = key_uniques[order], rank[key_codes]
     phrases = np.empty(len(phrase_keys), dtype=object)
     for i, key in enumerate(phrase_keys.tolist()):
         sign, rest = key % 2, key // 2
@@ -841,7 +846,8 @@ def explain_rows(
     combo = np.zeros(n, dtype=np.int64)
     for r in range(k):  # one integer per combination (len(phrases) ** k stays far below 2**63)
         combo = combo * len(phrases) + phrase_inv[:, r]
-    combo_inv, _ = pd.factorize(combo)
-    _, first_row = np.unique(combo_inv, return_index=True)
+    combo_inv, _ = pd.factorize(combo)  # codes numbered by first appearance
+    seen = np.maximum.accumulate(combo_inv)
+    first_row = np.flatnonzero(np.r_[True, combo_inv[1:] > seen[:-1]])
     joined = np.array(["; ".join(phrases[c] for c in phrase_inv[i]) for i in first_row.tolist()], dtype=object)
     return joined[combo_inv]

@@ -149,7 +149,8 @@ def score_feature_table(
     next_date = np.full(len(features), np.datetime64("NaT"), dtype="datetime64[ns]")
     reminder = next_date.copy()
     if timing is not None and len(features):
-        probs = timing.user.predict_bins(features)
+        reuse = timing.user.vocabulary_ == rep.vocabulary_ and rep.extra_features == []
+        probs = timing.user.predict_bins(features, model_matrix=x if reuse else None)
         days = timing.user.days_from_bins(probs)
         next_date = (as_of.value + np.round(days * 86_400) * 10**9).astype("int64").astype("datetime64[ns]")
         reminder_day = timing.user.reminder_days(timing.user.anchor_days(probs))

@@ -70,6 +70,7 @@ from training.repurchase import (
     TimingConfig,
     build_model_matrix,
     category_vocabulary,
+    validate_feature_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,14 @@ class HazardModel:
         since, gap, due = timing
         start = self.edges[bins]
         out = np.empty((len(rows), base.shape[1] + 4), dtype=np.float32)  # LightGBM reads float32 as is
-        out[:, : base.shape[1]] = base[rows]
+        n_bins = len(self.edges) - 1
+        lo = int(rows[0]) if len(rows) else 0
+        users = len(rows) // n_bins
+        if len(rows) == users * n_bins and np.array_equal(rows, np.repeat(np.arange(lo, lo + users), n_bins)):
+            # every bin of consecutive rows (scoring): broadcast instead of a row gather
+            out.reshape(users, n_bins, out.shape[1])[:, :, : base.shape[1]] = base[lo : lo + users, None, :]
+        else:
+            out[:, : base.shape[1]] = base[rows]
         elapsed = since[rows] + start
         out[:, -4] = start
         out[:, -3] = elapsed
@@ -245,14 +253,25 @@ class HazardModel:
         )
         return self
 
-    def predict_bins(self, features: pd.DataFrame) -> np.ndarray:
-        """P(next purchase in bin j) per row, shape (rows, bins); rows sum to P(purchase in follow-up)."""
+    def predict_bins(self, features: pd.DataFrame, *, model_matrix: np.ndarray | None = None) -> np.ndarray:
+        """P(next purchase in bin j) per row, shape (rows, bins); rows sum to P(purchase in follow-up).
+
+        `model_matrix` (user level only): `build_model_matrix` of `features` with this model's
+        vocabulary and no extra columns, when the caller built it already (saves a rebuild).
+        """
         if self.booster_ is None:
             raise NotFittedError("HazardModel is not fitted: call fit first")
         n, n_bins = len(features), len(self.edges) - 1
         if n == 0:
             return np.empty((0, n_bins))
-        base = self._base_matrix(features).astype(np.float32)  # gathered n x bins times below
+        if model_matrix is not None and self.level == "user" and model_matrix.shape == (n, len(MODEL_FEATURES)):
+            validate_feature_frame(features, required=self.extra_columns)
+            base = np.empty((n, len(MODEL_FEATURES) + len(self.extra_columns)), dtype=np.float32)
+            base[:, : len(MODEL_FEATURES)] = model_matrix
+            for i, col in enumerate(self.extra_columns, start=len(MODEL_FEATURES)):
+                base[:, i] = features[col].to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            base = self._base_matrix(features).astype(np.float32)  # gathered n x bins times below
         timing = self._since_and_gap(features)
         hazard = np.empty((n, n_bins))
         chunk = max(1, PREDICT_CHUNK_ROWS // n_bins)  # bounded memory: the expansion is n x bins
