@@ -6,6 +6,7 @@ Library code logs; only this module configures logging and prints tables.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -46,6 +47,8 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
     """rebuy: recommendations and repurchase prediction for e-commerce stores."""
+    # MLflow draws a progress bar per artifact download; they bury the command's own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -339,6 +342,57 @@ def train(
     console.print(f"[green]done in {time.perf_counter() - started:.1f}s[/]")
 
 
+@app.command()
+def retrain(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Retrain TOML (default training/configs/retrain.toml).")
+    ] = None,
+) -> None:
+    """Validate, build features, train every model, compare with the champions, promote the better ones."""
+    from training.registry import RegistrySettings
+    from training.retrain import load_retrain_config
+    from training.retrain import retrain as run_retrain
+
+    settings = RegistrySettings.from_env()
+    cutoff = _parse_day(as_of, "--as-of")
+    try:
+        cfg = load_retrain_config(config)
+        console.print(f"retraining from {data}; MLflow at {settings.tracking_uri}", soft_wrap=True)
+        result = run_retrain(
+            data, as_of=cutoff, config=cfg, settings=settings, config_path=config, show_progress=True
+        )
+    except RebuyError as exc:
+        raise _fail(f"{exc}\nno alias was changed: the champions keep serving") from exc
+    table = Table(title=f"Promotion decisions (data before {result.as_of:%Y-%m-%d}, same window per model)")
+    for col in ("model", "challenger", "champion", "metric", "challenger value", "champion value", "best baseline", "margin", "decision"):
+        table.add_column(col, justify="right" if "value" in col or col in ("margin", "best baseline") else "left")
+    for d in result.decisions:
+        style = "green" if d.promoted else "yellow"
+        table.add_row(
+            d.model_name,
+            f"v{d.challenger_version}",
+            f"v{d.champion_version}" if d.champion_version else "-",
+            d.primary,
+            f"{d.challenger_value:.4f}",
+            "-" if d.champion_value is None else f"{d.champion_value:.4f}",
+            "-" if d.best_baseline_value is None else f"{d.best_baseline} {d.best_baseline_value:.4f}",
+            f"{d.margin:g}",
+            f"[{style}]{d.outcome}[/]",
+        )
+    _print_wide(table)
+    for d in result.decisions:
+        console.print(f"{d.model_name}: {'; '.join(d.reasons)} (champion figures: {d.champion_source})", soft_wrap=True)
+    if result.rows_quarantined:
+        console.print(f"[yellow]{result.rows_quarantined:,} invalid rows kept aside in {result.run_dir}[/]", soft_wrap=True)
+    console.print(f"report: {result.report_path}", soft_wrap=True)
+    console.print(f"MLflow run {result.run_id}; [green]done in {result.seconds:.1f}s[/]")
+
+
 # --- recommender commands ----------------------------------------------------------------------
 
 
@@ -456,6 +510,62 @@ def evaluate_repurchase_command(
             f"({tim.n_buyers:,} of {tim.n_users:,} customers bought again)",
         )
     )
+    console.print(f"done in {time.perf_counter() - started:.1f}s")
+
+
+@evaluate_app.command("ab")
+def evaluate_ab_command(
+    data: Annotated[Path, typer.Option(help="Feedback folder written by the service (REBUY_EVENTS_DIR).")],
+    since: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD of the window (event time, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Day YYYY-MM-DD the window ends before.")] = None,
+    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+) -> None:
+    """Conversion per A/B variant from storefront feedback, with 95% intervals; logged to MLflow."""
+    from experiments import ab
+    from training.registry import RegistrySettings
+
+    start, end = _parse_day(since, "--since"), _parse_day(until, "--until")
+    started = time.perf_counter()
+    try:
+        evaluation = ab.evaluate_ab_folder(data, since=start, until=end)
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    info = evaluation.info
+    table = Table(
+        title=f"A/B conversion, {since or 'first event'} to {until or 'last event'} (end exclusive): "
+        f"{info['n_events']:,} events of {info['n_users']:,} users"
+    )
+    for col in ("variant", "visitors", "converters", "conversion", "95% CI (Wilson)", "revenue", "revenue/visitor"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for variant, row in evaluation.table.iterrows():
+        if row[ab.VISITORS] == 0:
+            table.add_row(str(variant), "0", "0", "no visitors", "-", "-", "-")
+            continue
+        table.add_row(
+            str(variant),
+            f"{row[ab.VISITORS]:,.0f}",
+            f"{row[ab.CONVERTERS]:,.0f}",
+            f"{row[ab.CONVERSION_RATE]:.1%}",
+            f"{row[ab.CI_LOW]:.1%} to {row[ab.CI_HIGH]:.1%}",
+            f"{row[ab.REVENUE]:,.2f}",
+            f"{row[ab.REVENUE_PER_VISITOR]:,.2f}",
+        )
+    _print_wide(table)
+    if empty := evaluation.empty_variants():
+        console.print(f"[yellow]no visitors in {', '.join(empty)}: no difference to report[/]")
+    else:
+        low, high = evaluation.diff_ci
+        console.print(
+            f"challenger - champion: {evaluation.diff:+.2%} points (95% CI {low:+.2%} to {high:+.2%}, "
+            f"Newcombe hybrid score); two-proportion z-test p = {evaluation.p_value:.3g}"
+        )
+    if info["users_in_both"]:
+        console.print(f"[yellow]{info['users_in_both']:,} user(s) seen in both variants (counted in their first)[/]")
+    if info["n_rejected_lines"]:
+        console.print(f"[yellow]{info['n_rejected_lines']:,} line(s) set aside (torn or invalid; see the log)[/]")
+    if mlflow_log:
+        run_id = ab.log_ab_evaluation(evaluation, settings=RegistrySettings.from_env())
+        console.print(f"logged to MLflow run {run_id}")
     console.print(f"done in {time.perf_counter() - started:.1f}s")
 
 

@@ -109,20 +109,29 @@ def get_alias_version(settings: RegistrySettings, name: str, *, alias: str = CHA
 
 
 def register_version(
-    settings: RegistrySettings, model_uri: str, *, name: str, tags: Mapping[str, str] | None = None
+    settings: RegistrySettings,
+    model_uri: str,
+    *,
+    name: str,
+    tags: Mapping[str, str] | None = None,
+    set_alias: bool = True,
 ) -> tuple[ModelVersion, str]:
     """Register `model_uri` as a new version of `name` and give it an alias.
 
     The first version of a name becomes its ``champion``; any later one becomes ``challenger``
-    (promotion to champion is a separate, deliberate step: `promote_version`).
+    (promotion to champion is a separate, deliberate step: `promote_version`). With `set_alias`
+    False no alias moves (``rebuy retrain`` sets them once every model of the run has trained).
 
     Returns
     -------
     tuple[ModelVersion, str]
-        The new version and the alias it received.
+        The new version and the alias it received (``""`` when `set_alias` is False).
     """
     setup_mlflow(settings)
     version = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
+    if not set_alias:
+        logger.info("registered %s version %s (no alias yet)", name, version.version)
+        return version, ""
     alias = CHALLENGER if get_alias_version(settings, name, alias=CHAMPION) is not None else CHAMPION
     settings.client().set_registered_model_alias(name, alias, version.version)
     logger.info("registered %s version %s as %s", name, version.version, alias)

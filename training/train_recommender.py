@@ -52,11 +52,13 @@ def train_recommender(
     settings: RegistrySettings,
     evaluate: bool = True,
     show_progress: bool = False,
+    set_alias: bool = True,
 ) -> TrainRecommenderResult:
     """Fit on the events before `as_of`, log to MLflow and register `rebuy-recommender`.
 
     With `evaluate`, metrics come from the split at ``as_of - reranker.horizon_days``: the full
     model's keys are plain (``recall_at_10``), baselines are prefixed (``als.recall_at_10``).
+    `set_alias` False registers the version without moving any alias (see `register_version`).
     """
     from experiments.eval_recommender import evaluate_recommender, plot_recall_curves
 
@@ -108,6 +110,7 @@ def train_recommender(
             logged.model_uri,
             name=MODEL_NAME,
             tags={"as_of": str(as_of), "run_id": run.info.run_id},
+            set_alias=set_alias,
         )
     logger.info(
         "trained %s version %s (%s) as of %s in %.1fs",

@@ -822,6 +822,52 @@ def _pip_requirements() -> list[str]:
     return out
 
 
+@dataclass
+class RecipeEvaluation:
+    """The figures `train_repurchase` reports for one config, and the evaluations behind them."""
+
+    metrics: dict[str, float]
+    repurchase: RepurchaseEvaluation
+    timing: TimingEvaluation
+
+
+def evaluate_recipe(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    config: RepurchaseConfig,
+    cache: FeatureCache | None = None,
+) -> RecipeEvaluation:
+    """Evaluate a config on the latest windows before `as_of`, as `train_repurchase` does.
+
+    Repurchase on ``[as_of - horizon_days, as_of)``, timing on ``[as_of - timing.horizon_days,
+    as_of)``, every model fitted only on the events before its window. Metric keys:
+    ``<model>.<metric>`` (``lightgbm.roc_auc``), ``timing.<model>.<metric>``, ``eval_users``,
+    ``timing_eval_buyers``. ``rebuy retrain`` calls it with the champion's config to compare
+    both on the same windows.
+    """
+    cache = cache or FeatureCache(tables, config)
+    rep_eval = evaluate_repurchase(
+        tables,
+        as_of=as_of - pd.Timedelta(days=horizon_days),
+        horizon_days=horizon_days,
+        config=config,
+        cache=cache,
+    )
+    tim_eval = evaluate_timing(
+        tables, as_of=as_of - pd.Timedelta(days=config.timing.horizon_days), config=config, cache=cache
+    )
+    metrics: dict[str, float] = {}
+    for name, row in rep_eval.table.iterrows():
+        metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    for name, row in tim_eval.table.iterrows():
+        metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    metrics["eval_users"] = float(rep_eval.n_users)
+    metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
+    return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval)
+
+
 def train_repurchase(
     tables: StoreTables,
     *,
@@ -831,6 +877,7 @@ def train_repurchase(
     settings: RegistrySettings,
     show_progress: bool = False,
     config_path: Path | None = None,
+    set_alias: bool = True,
 ) -> TrainRepurchaseResult:
     """Evaluate, refit, log to MLflow and register ``rebuy-repurchase`` and ``rebuy-timing``.
 
@@ -848,6 +895,8 @@ def train_repurchase(
         MLflow locations.
     config_path
         TOML file the config came from, logged as an artifact when given.
+    set_alias
+        False registers both versions without moving any alias (``rebuy retrain`` decides).
 
     Returns
     -------
@@ -872,30 +921,14 @@ def train_repurchase(
     if events.empty:
         raise InvalidInputError(f"no event before as_of {as_of}: nothing to train on")
 
-    rep_eval = evaluate_repurchase(
-        tables,
-        as_of=as_of - pd.Timedelta(days=horizon_days),
-        horizon_days=horizon_days,
-        config=config,
-        cache=cache,
-    )
-    tim_eval = evaluate_timing(
-        tables, as_of=as_of - pd.Timedelta(days=config.timing.horizon_days), config=config, cache=cache
-    )
+    evaluation = evaluate_recipe(tables, as_of=as_of, horizon_days=horizon_days, config=config, cache=cache)
+    rep_eval, tim_eval, metrics = evaluation.repurchase, evaluation.timing, evaluation.metrics
 
     repurchase = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=True)
     timing = fit_timing_bundle(cache, end=as_of, with_category=True)
     users, pairs = build_snapshot(cache, as_of=as_of)
     assert pairs is not None
     stats = cache.stats(as_of)
-
-    metrics: dict[str, float] = {}
-    for name, row in rep_eval.table.iterrows():
-        metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    for name, row in tim_eval.table.iterrows():
-        metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    metrics["eval_users"] = float(rep_eval.n_users)
-    metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
 
     experiment_id = setup_mlflow(settings)
     with tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp:
@@ -948,10 +981,10 @@ def train_repurchase(
             run_id = run.info.run_id
         tags = {"as_of": str(as_of), "run_id": run_id}
         rep_version, rep_alias = register_version(
-            settings, rep_info.model_uri, name=REPURCHASE_MODEL_NAME, tags=tags
+            settings, rep_info.model_uri, name=REPURCHASE_MODEL_NAME, tags=tags, set_alias=set_alias
         )
         tim_version, tim_alias = register_version(
-            settings, tim_info.model_uri, name=TIMING_MODEL_NAME, tags=tags
+            settings, tim_info.model_uri, name=TIMING_MODEL_NAME, tags=tags, set_alias=set_alias
         )
         local = settings.home / "models" / f"repurchase-{run_id}"
         import shutil
@@ -1000,6 +1033,7 @@ __all__ = [
     "build_scoring_features",
     "build_value_targets",
     "default_as_of",
+    "evaluate_recipe",
     "evaluate_repurchase",
     "evaluate_timing",
     "fit_repurchase_bundle",
