@@ -447,7 +447,12 @@ def evaluate_recommender_command(
                 else f"full vs best baseline on {metric}: {evaluation.margin(metric):+.1%}"
             )
     if mlflow_log:
-        run_id = log_evaluation(evaluation, config=cfg, settings=RegistrySettings.from_env(), data_dir=data)
+        from training.lineage import build_lineage, log_lineage
+
+        settings = RegistrySettings.from_env()
+        run_id = log_evaluation(evaluation, config=cfg, settings=settings, data_dir=data)
+        seeds = {"als": cfg.als.seed, "reranker": cfg.reranker.seed}
+        log_lineage(settings.client(), [run_id], build_lineage(result.tables, as_of=cutoff, seeds=seeds))
         console.print(f"logged to MLflow run {run_id}")
     console.print(f"done in {time.perf_counter() - started:.1f}s")
 
