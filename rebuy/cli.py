@@ -515,6 +515,15 @@ def evaluate_repurchase_command(
             f"({tim.n_buyers:,} of {tim.n_users:,} customers bought again)",
         )
     )
+    if tim.category_table is not None:
+        _print_wide(
+            _frame_table(
+                tim.category_table,
+                f"Next purchase in the same category within {cfg.timing.horizon_days} days after "
+                f"{cutoff:%Y-%m-%d} ({tim.n_pair_buyers:,} of {tim.n_pairs:,} customer x category "
+                "pairs bought again; the rest are censored)",
+            )
+        )
     console.print(f"done in {time.perf_counter() - started:.1f}s")
 
 

@@ -153,6 +153,9 @@ class _BtydBase:
 
     PARAM_NAMES: tuple[str, ...] = ()
     INITIAL: tuple[float, ...] = ()
+    UPPER: tuple[float, ...] = ()
+    """Upper bounds of the parameters (lower bound 1e-4 for all): a short history does not identify
+    the drop-out process, the shapes then run off towards infinity and every hyp2f1 call slows down."""
 
     def _ll(self, params: np.ndarray, x: np.ndarray, tx: np.ndarray, big_t: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -170,10 +173,15 @@ class _BtydBase:
             return -total if np.isfinite(total) else 1e300
 
         start = np.log(np.asarray(self.INITIAL, dtype="float64"))
+        bounds = [(np.log(1e-4), np.log(upper)) for upper in self.UPPER]
         result = optimize.minimize(
-            objective, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8}
+            objective,
+            start,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8},
         )
-        result = optimize.minimize(objective, result.x, method="L-BFGS-B")
+        result = optimize.minimize(objective, result.x, method="L-BFGS-B", bounds=bounds)
         self.params_ = np.exp(result.x)
         self.log_likelihood_ = -float(result.fun)
         logger.info(
@@ -224,6 +232,7 @@ class BgNbdModel(_BtydBase):
 
     PARAM_NAMES: tuple[str, ...] = ("r", "alpha", "a", "b")
     INITIAL: tuple[float, ...] = (0.5, 5.0, 0.8, 2.5)
+    UPPER: tuple[float, ...] = (100.0, 1e4, 100.0, 1e4)
 
     def _ll(self, params: np.ndarray, x: np.ndarray, tx: np.ndarray, big_t: np.ndarray) -> np.ndarray:
         return bgnbd_log_likelihood(params, x, tx, big_t)
@@ -249,6 +258,7 @@ class ParetoNbdModel(_BtydBase):
 
     PARAM_NAMES: tuple[str, ...] = ("r", "alpha", "s", "beta")
     INITIAL: tuple[float, ...] = (0.5, 10.0, 0.6, 10.0)
+    UPPER: tuple[float, ...] = (100.0, 1e4, 10.0, 1e4)  # s = 10: drop-out rates vary by 1/sqrt(10)
 
     def _ll(self, params: np.ndarray, x: np.ndarray, tx: np.ndarray, big_t: np.ndarray) -> np.ndarray:
         return paretonbd_log_likelihood(params, x, tx, big_t)

@@ -162,6 +162,13 @@ class TimingConfig(BaseModel):
     )
     # scoring cost is users x bins x trees: 11 bins x 50 trees keeps 1M users within the budget
     lightgbm: LightGbmConfig = LightGbmConfig(num_boost_round=50, learning_rate=0.2, min_data_in_leaf=100)
+    # the user x category model: more rows (pairs are noisier) and a slower rate, same tree count
+    category_max_train_rows: int = Field(
+        default=60_000, ge=100, description="As max_train_rows, for the user x category hazard model."
+    )
+    category_lightgbm: LightGbmConfig = LightGbmConfig(
+        num_boost_round=50, learning_rate=0.1, min_data_in_leaf=100
+    )
 
     @model_validator(mode="after")
     def _edges(self) -> TimingConfig:
@@ -220,6 +227,15 @@ class RepurchaseConfig(BaseModel):
     horizon_days: int = Field(default=30, ge=1, description="Repurchase / value horizon, days.")
     churn_days: int = Field(default=90, ge=1, description="Churn = no purchase within this many days.")
     calibration: Literal["isotonic", "platt"] = "isotonic"
+    cross_fit: bool = Field(
+        default=False,
+        description=(
+            "Also train on the calibration cut-off (end - h): the models are fitted on the cut-offs "
+            "end - h - i * step_days, and the calibration map and count level come from twins fitted on "
+            "the cut-offs up to end - 2h and scored on end - h. Costs a second fit; helps when the "
+            "users age between the training cut-offs and the scoring date (one cohort, short history)."
+        ),
+    )
     btyd_features: bool = Field(
         default=False,
         description=(
@@ -391,7 +407,7 @@ class Calibrator:
             from sklearn.isotonic import IsotonicRegression
 
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
-            self.params_ = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+            self.params_ = _centred_isotonic(raw, iso.predict(raw))
         else:
             from sklearn.linear_model import LogisticRegression
 
@@ -417,6 +433,22 @@ class Calibrator:
         out = cls(data["method"])
         out.params_ = data["params"]
         return out
+
+
+def _centred_isotonic(raw: np.ndarray, fitted: np.ndarray) -> dict[str, list[float]]:
+    """Knots of the centred isotonic map (Oron & Flournoy 2017) through the blocks of a PAV fit.
+
+    Each constant block of the isotonic fit becomes one knot at the block's mean raw score (the
+    first and last blocks at the lowest and highest raw score), and `Calibrator.transform`
+    interpolates linearly between knots. The map is then strictly increasing over the scores
+    seen, so it keeps the model's ranking (the step function of plain isotonic regression ties
+    whole blocks of users and loses ROC-AUC) while staying as well calibrated.
+    """
+    levels, inverse = np.unique(fitted, return_inverse=True)
+    centres = np.bincount(inverse, weights=raw) / np.bincount(inverse)
+    if len(levels) > 1:
+        centres[0], centres[-1] = float(raw.min()), float(raw.max())
+    return {"x": centres.tolist(), "y": levels.tolist()}
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

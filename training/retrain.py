@@ -342,7 +342,12 @@ def _with_seed(
             "reranker": reco.reranker.model_copy(update={"seed": seed}),
         }
     )
-    timing = rep.timing.model_copy(update={"lightgbm": rep.timing.lightgbm.model_copy(update={"seed": seed})})
+    timing = rep.timing.model_copy(
+        update={
+            "lightgbm": rep.timing.lightgbm.model_copy(update={"seed": seed}),
+            "category_lightgbm": rep.timing.category_lightgbm.model_copy(update={"seed": seed}),
+        }
+    )
     rep = rep.model_copy(
         update={"lightgbm": rep.lightgbm.model_copy(update={"seed": seed}), "timing": timing}
     )
@@ -355,6 +360,7 @@ def _seeds(reco: RecommenderConfig, rep: RepurchaseConfig) -> dict[str, int]:
         "reranker": reco.reranker.seed,
         "lightgbm": rep.lightgbm.seed,
         "timing_lightgbm": rep.timing.lightgbm.seed,
+        "timing_category_lightgbm": rep.timing.category_lightgbm.seed,
     }
 
 

@@ -12,8 +12,13 @@ taken as uniform. The predicted next purchase is the median of the next-purchase
 purchase within the follow-up; the reminder day is that date minus a lead tuned on an earlier
 cut-off (maximising purchases within `hit_window_days` after the reminder), never before the
 cut-off. Two anchors are measured on that earlier cut-off and the better kept: the median date,
-or the start of the `hit_window_days` window holding the most next-purchase probability. The same model shape runs per user (`HazardModel(level="user")`) and per user x
-category (``level="category"``, with the user x category features and the category).
+or the start of the `hit_window_days` window holding the most next-purchase probability. The same
+model shape runs per user (`HazardModel(level="user")`, with the user's replenishment due
+features) and per user x category (``level="category"``, with the user x category features, the
+pair's due features of `build_due_features` and the category; its own LightGBM settings
+`TimingConfig.category_lightgbm`). Scoring sends exactly this reminder
+(`HazardModel.reminder_days` of `HazardModel.anchor_days`), the one
+`training.train_repurchase.evaluate_timing` measures.
 
 The reminder hour is the user's most frequent hour of day over logins and purchases in the last
 `hour_window_days`, with the store-wide most frequent hour as fallback.
@@ -107,20 +112,23 @@ def join_pair_features(user_features: pd.DataFrame, pair_features: pd.DataFrame)
     user_features
         Index ``user_id``; the feature table.
     pair_features
-        Index (``user_id``, ``category``); `build_user_category_features` output.
+        Index (``user_id``, ``category``); `build_user_category_features` output, optionally
+        with the `DUE_PAIR_FEATURES` columns of `build_due_features` (carried when present).
 
     Returns
     -------
     pd.DataFrame
-        Index (``user_id``, ``category``) of `pair_features` for users present in `user_features`.
+        Index (``user_id``, ``category``) of `pair_features` for users present in `user_features`:
+        the user columns, `PAIR_COLUMNS` and the present `PAIR_DUE_COLUMNS`.
     """
-    pairs = pair_features.loc[:, list(PAIR_FEATURES)].add_prefix(CATEGORY_PREFIX)
+    due = [c for c in DUE_PAIR_FEATURES if c in pair_features.columns]
+    pairs = pair_features.loc[:, [*PAIR_FEATURES, *due]].add_prefix(CATEGORY_PREFIX)
     users = pairs.index.get_level_values(USER_ID)
     pos = user_features.index.get_indexer(users)
     keep = pos >= 0
     joined = user_features.iloc[pos[keep]].copy()
     joined.index = pairs.index[keep]
-    for col in PAIR_COLUMNS:
+    for col in pairs.columns:
         joined[col] = pairs[col].to_numpy()[keep]
     return joined
 
@@ -144,6 +152,8 @@ class HazardModel:
         self.categories_: list[str] = []
         self.lead_days_: int = 0
         self.reminder_method_: Literal["median", "window"] = "window"
+        # category level: also read the pair's due features (False for models saved without them)
+        self.pair_due_features = level == "category"
 
     # --- matrices
     @property
@@ -152,7 +162,19 @@ class HazardModel:
 
     @property
     def extra_columns(self) -> list[str]:
-        return list(PAIR_COLUMNS) if self.level == "category" else list(DUE_USER_FEATURES)
+        if self.level == "user":
+            return list(DUE_USER_FEATURES)
+        return [*PAIR_COLUMNS, *(PAIR_DUE_COLUMNS if self.pair_due_features else ())]
+
+    @property
+    def lightgbm_config(self) -> LightGbmConfig:
+        """`TimingConfig.lightgbm` (user level) or `TimingConfig.category_lightgbm`."""
+        return self.config.category_lightgbm if self.level == "category" else self.config.lightgbm
+
+    @property
+    def max_train_rows(self) -> int:
+        """`TimingConfig.max_train_rows` (user level) or `TimingConfig.category_max_train_rows`."""
+        return self.config.category_max_train_rows if self.level == "category" else self.config.max_train_rows
 
     @property
     def feature_names(self) -> list[str]:
@@ -182,6 +204,11 @@ class HazardModel:
             )
             gap = np.where(np.isnan(gap), cycle, gap)
             due = gap - since
+            if self.pair_due_features:  # the quantity-scaled own rate, rolled past overdue periods
+                period = features[CATEGORY_PREFIX + PERIOD].to_numpy("float64", na_value=np.nan)
+                due_best = features[CATEGORY_PREFIX + DUE_BEST].to_numpy("float64", na_value=np.nan)
+                gap = np.where(np.isnan(period), gap, period)
+                due = np.where(np.isnan(due_best), due, due_best)
         else:
             since = features[FEATURE_DAYS_SINCE_LAST_PURCHASE].to_numpy("float64", na_value=np.nan)
             gap = features[FEATURE_MEDIAN_GAP_DAYS].to_numpy("float64", na_value=np.nan)
@@ -221,9 +248,10 @@ class HazardModel:
         if len(features) != len(labels):
             raise InvalidInputError(f"labels: {len(labels)} rows for {len(features)} feature rows")
         started = time.perf_counter()
-        if len(features) > self.config.max_train_rows:  # persons, not person-periods: censoring intact
-            rng = np.random.default_rng(self.config.lightgbm.seed)
-            keep = np.sort(rng.choice(len(features), size=self.config.max_train_rows, replace=False))
+        cfg: LightGbmConfig = self.lightgbm_config
+        if len(features) > self.max_train_rows:  # persons, not person-periods: censoring intact
+            rng = np.random.default_rng(cfg.seed)
+            keep = np.sort(rng.choice(len(features), size=self.max_train_rows, replace=False))
             features, labels = features.iloc[keep], labels.iloc[keep]
         self.vocabulary_ = category_vocabulary(features)
         if self.level == "category":
@@ -240,7 +268,6 @@ class HazardModel:
         x = self._expand(self._base_matrix(features), self._since_and_gap(features), rows, bins)
         categorical = list(CATEGORICAL_FEATURES) + ([CATEGORY_CODE] if self.level == "category" else [])
         data = lgb.Dataset(x, label=target, feature_name=self.feature_names, categorical_feature=categorical)
-        cfg: LightGbmConfig = self.config.lightgbm
         self.booster_ = lgb.train(cfg.params("binary"), data, num_boost_round=cfg.num_boost_round)
         logger.info(
             "HazardModel (%s): %d rows -> %d person-periods, %d events (%d censored), %.2fs",
@@ -264,7 +291,11 @@ class HazardModel:
         n, n_bins = len(features), len(self.edges) - 1
         if n == 0:
             return np.empty((0, n_bins))
-        if model_matrix is not None and self.level == "user" and model_matrix.shape == (n, len(MODEL_FEATURES)):
+        if (
+            model_matrix is not None
+            and self.level == "user"
+            and model_matrix.shape == (n, len(MODEL_FEATURES))
+        ):
             validate_feature_frame(features, required=self.extra_columns)
             base = np.empty((n, len(MODEL_FEATURES) + len(self.extra_columns)), dtype=np.float32)
             base[:, : len(MODEL_FEATURES)] = model_matrix
@@ -361,6 +392,7 @@ class HazardModel:
             "categories": self.categories_,
             "lead_days": self.lead_days_,
             "reminder_method": self.reminder_method_,
+            "pair_due_features": self.pair_due_features,
             "timing": self.config.model_dump(mode="json"),
         }
         path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True))
@@ -374,6 +406,7 @@ class HazardModel:
         out.categories_ = list(sidecar["categories"])
         out.lead_days_ = int(sidecar["lead_days"])
         out.reminder_method_ = sidecar["reminder_method"]
+        out.pair_due_features = bool(sidecar.get("pair_due_features", False))
         return out
 
 
@@ -468,6 +501,8 @@ DUE_USER_FEATURES: tuple[str, ...] = (
     USER_GAP_SPREAD,
 )
 DUE_AT_BIN = "due_at_bin"
+PAIR_DUE_COLUMNS: tuple[str, ...] = tuple(CATEGORY_PREFIX + c for c in DUE_PAIR_FEATURES)
+"""Due features of the pair in the joined frame (`join_pair_features`), read by the category model."""
 
 
 def build_due_features(
@@ -533,7 +568,9 @@ def build_due_features(
     with np.errstate(divide="ignore", invalid="ignore"):
         rate_q = gap / qty
         rate_s = np.where(spend > 0, gap / spend, np.nan)
-    per = pd.DataFrame({"u": u, "cat": c, "gap": gap, "rq": rate_q, "rs": rate_s, "q": qty, "s": spend, "d": d})
+    per = pd.DataFrame(
+        {"u": u, "cat": c, "gap": gap, "rq": rate_q, "rs": rate_s, "q": qty, "s": spend, "d": d}
+    )
     g = per.groupby(["u", "cat"], sort=True)
     last = g.tail(1).set_index(["u", "cat"])
     med = g[["gap", "rq", "rs"]].median()

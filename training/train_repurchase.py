@@ -2,14 +2,17 @@
 
 Time layout (never tuned on the evaluation window): for a label horizon ``h`` and the last day
 labels may use ``end``, the calibration cut-off is ``end - h`` and the stacked training cut-offs
-lie at or before ``end - 2h`` (`training.repurchase.training_cutoffs`).
+lie at or before ``end - 2h`` (`training.repurchase.training_cutoffs`); with ``cross_fit`` the
+repurchase / value models train up to ``end - h`` and take the calibration of a twin trained up to
+``end - 2h`` (`_repurchase_cutoffs`).
 
 - `evaluate_repurchase` (``rebuy evaluate repurchase``): models fitted with ``end = as_of`` (only
   events before `as_of`), scored on the window ``[as_of, as_of + horizon_days)`` against the
   baselines on the same split: recency only, logistic regression on RFM, BG/NBD, Pareto/NBD.
-- `evaluate_timing`: the user-level hazard model against the old day-3/15/28 schedule, the
-  user's median gap and the category's store-wide cycle (each baseline's lead tuned on the same
-  earlier cut-off as the model's).
+- `evaluate_timing`: the hazard models per user and per user x category (the level reminders
+  are sent at) against the old day-3/15/28 schedule, the user's median gap and the category's
+  store-wide cycle (each baseline's lead tuned on the same earlier cut-off as the model's);
+  censored rows stay in the population.
 - `train_repurchase` (``rebuy train``): evaluates with the evaluation cut-off ``as_of - h`` (and
   ``as_of - timing horizon``), then refits everything with ``end = as_of`` and logs, saves and
   registers ``rebuy-repurchase`` and ``rebuy-timing`` with the feature snapshot as of `as_of`.
@@ -21,7 +24,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,7 @@ from features.schema import (
     CATEGORY,
     EVENT_TYPE,
     FEATURE_AVG_ORDER_VALUE,
+    FEATURE_CATEGORY_CYCLE_DAYS,
     FEATURE_DAYS_SINCE_LAST_PURCHASE,
     FEATURE_LAST_PURCHASE_TS,
     FEATURE_MEDIAN_GAP_DAYS,
@@ -72,10 +76,12 @@ from training.repurchase import (
     PurchaseCountModel,
     RepurchaseConfig,
     RepurchaseModel,
+    TimingConfig,
     training_cutoffs,
 )
 from training.timing import (
     ACTIVE_HOUR,
+    CATEGORY_PREFIX,
     HazardModel,
     build_due_features,
     calc_active_hours,
@@ -157,13 +163,15 @@ class FeatureCache:
         return self._timing_users[as_of]
 
     def pairs(self, as_of: pd.Timestamp) -> pd.DataFrame:
-        """User features joined to the user x category features (index user_id, category)."""
+        """User features joined to the user x category features and the pair due features
+        (`training.timing.PAIR_DUE_COLUMNS`); index user_id, category."""
         if as_of not in self._pairs:
             stats = self.stats(as_of)
             pairs = build_user_category_features(
                 self.tables.events, self.tables.items, as_of=as_of, stats=stats
             )
-            self._pairs[as_of] = join_pair_features(self.users(as_of), pairs)
+            due, _ = build_due_features(self.tables.events, self.tables.items, as_of=as_of, stats=stats)
+            self._pairs[as_of] = join_pair_features(self.users(as_of), pairs.join(due))
         return self._pairs[as_of]
 
 
@@ -290,22 +298,80 @@ def _extra_features(config: RepurchaseConfig) -> tuple[str, ...]:
     return BTYD_FEATURES if config.btyd_features else ()
 
 
+def _repurchase_cutoffs(
+    cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
+) -> tuple[list[pd.Timestamp], pd.Timestamp, list[pd.Timestamp]]:
+    """Training cut-offs, the calibration cut-off and the cut-offs of the calibration twin.
+
+    Without ``config.cross_fit`` the model itself is calibrated (twin cut-offs = training
+    cut-offs <= end - 2h). With it the model is trained on the cut-offs ``end - h - i * step``
+    (the calibration cut-off included; every label still ends by `end`) and the calibration map
+    comes from a twin trained on the cut-offs <= end - 2h, scored out of time on end - h.
+    """
+    twin, calibration = training_cutoffs(
+        end, horizon_days=horizon_days, data_start=data_start(cache.tables), config=config.cutoffs
+    )
+    if not config.cross_fit:
+        return twin, calibration, twin
+    train, _ = training_cutoffs(
+        end + pd.Timedelta(days=horizon_days),
+        horizon_days=horizon_days,
+        data_start=data_start(cache.tables),
+        config=config.cutoffs,
+    )
+    return train, calibration, twin
+
+
+def _fit_calibrated(
+    make: Callable[[], RepurchaseModel | PurchaseCountModel],
+    stacked: dict[tuple[pd.Timestamp, ...], tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    train: list[pd.Timestamp],
+    calibration: pd.Timestamp,
+    twin: list[pd.Timestamp],
+    target: str,
+) -> Any:
+    """`make()` fitted on `train`, with the calibration (map or level) of a twin fitted on `twin`."""
+    x, y = stacked[tuple(train)]
+    model = make().fit(x, y[target])
+    xc, yc = stacked[(calibration,)]
+    if twin == train:
+        return model.calibrate(xc, yc[target])
+    xt, yt = stacked[tuple(twin)]
+    reference = make().fit(xt, yt[target]).calibrate(xc, yc[target])
+    if isinstance(model, RepurchaseModel):
+        model.calibrator_ = reference.calibrator_
+    else:
+        model.scale_ = reference.scale_
+    return model
+
+
+def _stack_all(
+    cache: FeatureCache, cutoff_lists: Sequence[Sequence[pd.Timestamp]], *, horizon_days: int, values: bool
+) -> dict[tuple[pd.Timestamp, ...], tuple[pd.DataFrame, pd.DataFrame]]:
+    return {
+        tuple(c): _stack(cache, c, horizon_days=horizon_days, values=values)
+        for c in {tuple(c) for c in cutoff_lists}
+    }
+
+
 def _fit_classifier(
     cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
 ) -> tuple[RepurchaseModel, list[pd.Timestamp], pd.Timestamp]:
-    train, calibration = training_cutoffs(
-        end, horizon_days=horizon_days, data_start=data_start(cache.tables), config=config.cutoffs
+    train, calibration, twin = _repurchase_cutoffs(cache, end=end, horizon_days=horizon_days, config=config)
+    stacked = _stack_all(cache, [train, [calibration], twin], horizon_days=horizon_days, values=False)
+
+    def make() -> RepurchaseModel:
+        return RepurchaseModel(
+            config.lightgbm,
+            horizon_days=horizon_days,
+            calibration=config.calibration,
+            extra_features=_extra_features(config),
+        )
+
+    model = _fit_calibrated(
+        make, stacked, train=train, calibration=calibration, twin=twin, target=LABEL_PURCHASED_IN_HORIZON
     )
-    x, y = _stack(cache, train, horizon_days=horizon_days)
-    model = RepurchaseModel(
-        config.lightgbm,
-        horizon_days=horizon_days,
-        calibration=config.calibration,
-        extra_features=_extra_features(config),
-    )
-    model.fit(x, y[LABEL_PURCHASED_IN_HORIZON])
-    xc, yc = _stack(cache, [calibration], horizon_days=horizon_days)
-    model.calibrate(xc, yc[LABEL_PURCHASED_IN_HORIZON])
     return model, train, calibration
 
 
@@ -316,21 +382,28 @@ def fit_repurchase_bundle(
     config = cache.config
     started = time.perf_counter()
     repurchase, train, calibration = _fit_classifier(cache, end=end, horizon_days=horizon_days, config=config)
-    x, y = _stack(cache, train, horizon_days=horizon_days, values=True)
+    _, _, twin = _repurchase_cutoffs(cache, end=end, horizon_days=horizon_days, config=config)
+    stacked = _stack_all(cache, [train, [calibration], twin], horizon_days=horizon_days, values=True)
     extra = _extra_features(config)
-    purchases = PurchaseCountModel(
-        config.lightgbm, horizon_days=horizon_days, target="purchases", extra_features=extra
-    ).fit(x, y[PURCHASES])
-    spend = PurchaseCountModel(
-        config.lightgbm, horizon_days=horizon_days, target="spend", extra_features=extra
-    ).fit(x, y[SPEND])
-    xc, yc = _stack(cache, [calibration], horizon_days=horizon_days, values=True)
-    purchases.calibrate(xc, yc[PURCHASES])
-    spend.calibrate(xc, yc[SPEND])
+    purchases, spend = (
+        _fit_calibrated(
+            lambda t=target: PurchaseCountModel(
+                config.lightgbm, horizon_days=horizon_days, target=t, extra_features=extra
+            ),
+            stacked,
+            train=train,
+            calibration=calibration,
+            twin=twin,
+            target=target,
+        )
+        for target in (PURCHASES, SPEND)
+    )
+    x = stacked[tuple(train)][0]
     window = {
         "end": str(end),
         "train_cutoffs": [str(c) for c in train],
         "calibration_cutoff": str(calibration),
+        "calibration_twin_cutoffs": [str(c) for c in twin] if twin != train else None,
         "train_rows": len(x),
     }
     churn = None
@@ -395,8 +468,9 @@ def evaluate_repurchase(
     The population is every user with a purchase before `as_of` (the BTYD models need one).
     Rows of the returned table: ``lightgbm``, ``recency``, ``rfm_logistic``, ``bgnbd``,
     ``paretonbd``; columns the metric keys of `experiments.classification_metrics` (Brier, log
-    loss and ECE only for calibrated probabilities) and ``mae_purchases`` where a model
-    forecasts purchase counts.
+    loss and ECE only for calibrated probabilities) and, where a model forecasts purchase counts,
+    ``mae_purchases`` and ``poisson_deviance_purchases`` (mean Poisson deviance: a proper score of
+    an expected count; MAE is minimised by the median, so it favours forecasts shrunk towards 0).
 
     Raises
     ------
@@ -404,6 +478,7 @@ def evaluate_repurchase(
         The window passes the end of the data, or there is not enough history before `as_of`.
     """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import mean_poisson_deviance
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -448,6 +523,9 @@ def evaluate_repurchase(
         metrics = calc_classification_metrics(y, s, calibrated=name in (LIGHTGBM, RFM_LOGISTIC))
         if name in expected:
             metrics["mae_purchases"] = mean_absolute_error(actual, expected[name])
+            metrics["poisson_deviance_purchases"] = float(
+                mean_poisson_deviance(actual, np.maximum(expected[name], 1e-9))
+            )
         rows[name] = metrics
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
@@ -535,6 +613,7 @@ def _fit_hazard(
         data_start=data_start(cache.tables),
         config=cache.config.cutoffs,
     )
+
     def stack(cutoffs: Sequence[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:
         if level == "user":
             return _stack(cache, cutoffs, horizon_days=timing.horizon_days, timing=True)
@@ -588,7 +667,7 @@ def _baseline_days(cache: FeatureCache, as_of: pd.Timestamp, features: pd.DataFr
     )
     due = (
         stats_pairs[FEATURE_LAST_PURCHASE_TS].to_numpy("datetime64[ns]").view("int64") - as_of.value
-    ) / DAY_NS + stats_pairs["category_cycle_days"].fillna(overall).to_numpy()
+    ) / DAY_NS + stats_pairs[FEATURE_CATEGORY_CYCLE_DAYS].fillna(overall).to_numpy()
     by_user = (
         pd.Series(np.maximum(due, 0.0), index=stats_pairs.index.get_level_values(USER_ID))
         .groupby(level=0)
@@ -604,14 +683,115 @@ def _baseline_days(cache: FeatureCache, as_of: pd.Timestamp, features: pd.DataFr
     }
 
 
+def _pair_baseline_days(
+    cache: FeatureCache, as_of: pd.Timestamp, pairs: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """Predicted days to the next purchase in the category (from `as_of`) of the three timing
+    baselines, per user x category pair.
+
+    - ``fixed_3_15_28``: the next of day 3/15/28 after the pair's last purchase (cut-off day when past);
+    - ``user_median_gap``: the user's median gap between purchase days in that category after the
+      last purchase; pairs bought on fewer than 2 days fall back to the category cycle;
+    - ``category_cycle``: the category's store-wide cycle after the last purchase.
+
+    A category without a store cycle takes the overall cycle (30 days when the store has none);
+    overdue pairs get day 0 (the cut-off), as the user-level baselines do.
+
+    Parameters
+    ----------
+    pairs
+        `FeatureCache.pairs` rows (index ``user_id``, ``category``) as of `as_of`.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        float64 days after `as_of` per row of `pairs`, keyed by baseline (and ``remind_at_cutoff``).
+    """
+    since = pairs[CATEGORY_PREFIX + FEATURE_DAYS_SINCE_LAST_PURCHASE].to_numpy("float64", na_value=np.nan)
+    gap = pairs[CATEGORY_PREFIX + FEATURE_MEDIAN_GAP_DAYS].to_numpy("float64", na_value=np.nan)
+    cycle = pairs[CATEGORY_PREFIX + FEATURE_CATEGORY_CYCLE_DAYS].to_numpy("float64", na_value=np.nan)
+    stats = cache.stats(as_of)
+    overall = stats.overall_cycle_days if stats.overall_cycle_days is not None else 30.0
+    cycle = np.where(np.isnan(cycle), overall, cycle)
+    gap = np.where(np.isnan(gap), cycle, gap)
+    return {
+        FIXED_SCHEDULE: fixed_schedule_days(since),
+        MEDIAN_GAP: np.maximum(gap - since, 0.0),
+        CATEGORY_CYCLE: np.maximum(cycle - since, 0.0),
+        REMIND_AT_CUTOFF: np.zeros(len(pairs)),
+    }
+
+
+def _tune_baseline_leads(
+    baselines: dict[str, np.ndarray], labels: pd.DataFrame, *, timing: TimingConfig
+) -> dict[str, int]:
+    """Lead per baseline maximising its hit rate on the rows that bought (an earlier cut-off)."""
+    observed, days = _purchase_days(labels)
+    return {
+        name: tune_lead(
+            pred[observed],
+            days[observed],
+            hit_window_days=timing.hit_window_days,
+            max_lead_days=timing.max_lead_days,
+        )
+        for name, pred in baselines.items()
+    }
+
+
+def _timing_table(
+    predictions: dict[str, np.ndarray],
+    anchors: dict[str, np.ndarray],
+    leads: dict[str, int],
+    labels: pd.DataFrame,
+    *,
+    hit_window_days: int,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Rows per model: MAE, hit rate and too-late rate over the rows that bought, and the lead.
+
+    The reminder of a model is ``max(floor(anchor) - lead, 0)`` days after the cut-off, its
+    anchor the predicted days unless `anchors` has one (the hazard model's reminder anchor).
+    """
+    observed, days = _purchase_days(labels)
+    rows, errors = {}, {}
+    for name, pred in predictions.items():
+        p, d = pred[observed], days[observed]
+        reminder = np.maximum(np.floor(anchors.get(name, pred)[observed]) - leads[name], 0.0)
+        hit, late = reminder_outcomes(reminder, d, hit_window_days=hit_window_days)
+        errors[name] = p - d
+        rows[name] = {
+            "mae_days": float(np.mean(np.abs(p - d))) if len(d) else float("nan"),
+            f"hit_rate_at_{hit_window_days}": hit,
+            "too_late_rate": late,
+            "lead_days": float(leads[name]),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    return table, errors
+
+
 @dataclass
 class TimingEvaluation:
+    """Timing metrics of the hazard models and the baselines on one window (rows: model names).
+
+    ``table`` is per user (next purchase of anything), ``category_table`` per user x category
+    pair (next purchase in that category; None without the category model). ``n_users`` /
+    ``n_pairs`` count the population including the censored rows (no purchase in the window);
+    ``n_buyers`` / ``n_pair_buyers`` the rows that bought again, over which the metrics run;
+    ``pair_buy_probability`` is the category model's mean P(purchase within the follow-up) over
+    all pairs, to set against ``n_pair_buyers / n_pairs``.
+    """
+
     as_of: pd.Timestamp
     table: pd.DataFrame
     errors: dict[str, np.ndarray]
     n_users: int
     n_buyers: int
     bundle: TimingBundle | None = None
+    category_table: pd.DataFrame | None = None
+    category_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    n_pairs: int = 0
+    n_pair_buyers: int = 0
+    pair_buy_probability: float = float("nan")
 
 
 def evaluate_timing(
@@ -620,16 +800,32 @@ def evaluate_timing(
     as_of: pd.Timestamp,
     config: RepurchaseConfig | None = None,
     cache: FeatureCache | None = None,
-    with_category: bool = False,
+    with_category: bool = True,
 ) -> TimingEvaluation:
-    """User-level next purchase timing on ``[as_of, as_of + timing.horizon_days)``.
+    """Next purchase timing per user and per user x category on ``[as_of, as_of + timing.horizon_days)``.
 
-    Population: users with a purchase before `as_of`; MAE, hit rate and too-late rate over those
-    who bought again within the window (the same rows for every model). Rows:
-    ``lightgbm_hazard``, ``fixed_3_15_28``, ``user_median_gap``, ``category_cycle`` and the
-    reference ``remind_at_cutoff`` (every reminder on the cut-off day: its hit rate is the share of
-    next purchases in the first `hit_window_days`, the floor a timing model must beat); columns ``mae_days``, ``hit_rate_at_7`` (window
-    `hit_window_days`), ``too_late_rate``, ``lead_days`` (tuned on the earlier cut-off).
+    User level: population every user with a purchase before `as_of`, outcome the next purchase
+    of anything. Category level (`with_category`): population every (user, category) pair with a
+    purchase in the category before `as_of`, outcome the next purchase in that category; this is
+    the level reminders are sent at. In both, rows without a purchase in the window are censored:
+    kept in the population (and counted) but MAE, hit rate and too-late rate run over the rows that
+    bought again (the same rows for every model).
+
+    Rows of each table: ``lightgbm_hazard``, ``fixed_3_15_28``, ``user_median_gap``,
+    ``category_cycle`` (per pair: the schedule from the pair's last purchase, the user's median gap
+    in that category with the category cycle for pairs bought on fewer than 2 days, the category
+    cycle; see `_pair_baseline_days`) and the reference ``remind_at_cutoff`` (every reminder on the
+    cut-off day: its hit rate is the share of next purchases in the first `hit_window_days`, the
+    floor a timing model must beat). Columns ``mae_days``, ``hit_rate_at_7`` (window
+    `hit_window_days`), ``too_late_rate`` and ``lead_days``. The hazard model's reminder is the one
+    scoring sends (`HazardModel.reminder_days` of `HazardModel.anchor_days`); every lead, the
+    model's and each baseline's, is tuned on the same earlier cut-off (``bundle.window
+    ["lead_cutoff"]``), never on the evaluation window.
+
+    Raises
+    ------
+    InvalidInputError
+        The follow-up passes the end of the data, or there is not enough history before `as_of`.
     """
     config = config or RepurchaseConfig()
     as_of = check_as_of(as_of)
@@ -638,55 +834,77 @@ def evaluate_timing(
     check_label_window(tables.events, as_of=as_of, horizon_days=timing.horizon_days)
     bundle = fit_timing_bundle(cache, end=as_of, with_category=with_category)
     model = bundle.user
-
     lead_cut = pd.Timestamp(bundle.window["lead_cutoff"])
-    leads: dict[str, int] = {HAZARD: model.lead_days_}
+
     f_cal = cache.timing_users(lead_cut)
     f_cal = f_cal.loc[f_cal[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna()]
     l_cal = build_labels(
         tables.events, as_of=lead_cut, horizon_days=timing.horizon_days, user_ids=f_cal.index
     )
-    obs_cal, days_cal = _purchase_days(l_cal)
-    for name, pred in _baseline_days(cache, lead_cut, f_cal).items():
-        leads[name] = tune_lead(
-            pred[obs_cal],
-            days_cal[obs_cal],
-            hit_window_days=timing.hit_window_days,
-            max_lead_days=timing.max_lead_days,
-        )
-
+    leads = {HAZARD: model.lead_days_} | _tune_baseline_leads(
+        _baseline_days(cache, lead_cut, f_cal), l_cal, timing=timing
+    )
     features = cache.timing_users(as_of)
     features = features.loc[features[FEATURE_DAYS_SINCE_LAST_PURCHASE].notna()]
     labels = build_labels(
         tables.events, as_of=as_of, horizon_days=timing.horizon_days, user_ids=features.index
     )
-    observed, days = _purchase_days(labels)
     probs = model.predict_bins(features)
-    predictions = {HAZARD: model.days_from_bins(probs), **_baseline_days(cache, as_of, features)}
-    anchors = {HAZARD: model.anchor_days(probs)}
-    rows, errors = {}, {}
-    for name, pred in predictions.items():
-        p, d = pred[observed], days[observed]
-        reminder = np.maximum(np.floor(anchors.get(name, pred)[observed]) - leads[name], 0.0)
-        hit, late = reminder_outcomes(reminder, d, hit_window_days=timing.hit_window_days)
-        errors[name] = p - d
-        rows[name] = {
-            "mae_days": float(np.mean(np.abs(p - d))) if len(d) else float("nan"),
-            f"hit_rate_at_{timing.hit_window_days}": hit,
-            "too_late_rate": late,
-            "lead_days": float(leads[name]),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "model"
+    table, errors = _timing_table(
+        {HAZARD: model.days_from_bins(probs), **_baseline_days(cache, as_of, features)},
+        {HAZARD: model.anchor_days(probs)},
+        leads,
+        labels,
+        hit_window_days=timing.hit_window_days,
+    )
+    n_buyers = int(_purchase_days(labels)[0].sum())
     logger.info(
-        "timing evaluation as of %s, %dd: %d users, %d bought again\n%s",
+        "timing evaluation per user as of %s, %dd: %d users, %d bought again\n%s",
         as_of,
         timing.horizon_days,
         len(features),
-        int(observed.sum()),
+        n_buyers,
         table.round(4).to_string(),
     )
-    return TimingEvaluation(as_of, table, errors, len(features), int(observed.sum()), bundle)
+    out = TimingEvaluation(as_of, table, errors, len(features), n_buyers, bundle)
+    if bundle.category is None:
+        return out
+
+    pair_model = bundle.category
+    p_cal = cache.pairs(lead_cut)
+    pl_cal = build_category_labels(
+        tables.events, tables.items, as_of=lead_cut, horizon_days=timing.horizon_days, pairs=p_cal.index
+    )
+    pair_leads = {HAZARD: pair_model.lead_days_} | _tune_baseline_leads(
+        _pair_baseline_days(cache, lead_cut, p_cal), pl_cal, timing=timing
+    )
+    pairs = cache.pairs(as_of)
+    pair_labels = build_category_labels(
+        tables.events, tables.items, as_of=as_of, horizon_days=timing.horizon_days, pairs=pairs.index
+    )
+    pair_probs = pair_model.predict_bins(pairs)
+    out.category_table, out.category_errors = _timing_table(
+        {HAZARD: pair_model.days_from_bins(pair_probs), **_pair_baseline_days(cache, as_of, pairs)},
+        {HAZARD: pair_model.anchor_days(pair_probs)},
+        pair_leads,
+        pair_labels,
+        hit_window_days=timing.hit_window_days,
+    )
+    out.n_pairs = len(pairs)
+    out.n_pair_buyers = int(_purchase_days(pair_labels)[0].sum())
+    out.pair_buy_probability = float(pair_probs.sum(axis=1).mean()) if len(pairs) else float("nan")
+    logger.info(
+        "timing evaluation per user x category as of %s, %dd: %d pairs, %d bought again "
+        "(predicted buy rate %.4f, observed %.4f)\n%s",
+        as_of,
+        timing.horizon_days,
+        out.n_pairs,
+        out.n_pair_buyers,
+        out.pair_buy_probability,
+        out.n_pair_buyers / max(out.n_pairs, 1),
+        out.category_table.round(4).to_string(),
+    )
+    return out
 
 
 # --- snapshot -----------------------------------------------------------------------------------
@@ -745,6 +963,7 @@ class TrainRepurchaseResult:
     model_dir: Path
     as_of: pd.Timestamp
     horizon_days: int
+    timing_category_table: pd.DataFrame | None = None  # per user x category pair
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -807,6 +1026,17 @@ def plot_evaluation(rep: RepurchaseEvaluation, tim: TimingEvaluation | None) -> 
         ax.set(xlabel="predicted - actual next purchase (days)", ylabel="users", title="timing error")
         ax.legend(fontsize=7)
         figs["plots/timing_error.png"] = fig
+    if tim is not None and tim.category_errors:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, err in tim.category_errors.items():
+            ax.hist(np.clip(err, -60, 60), bins=40, histtype="step", label=name)
+        ax.set(
+            xlabel="predicted - actual next purchase in the category (days)",
+            ylabel="user x category pairs",
+            title="timing error per category",
+        )
+        ax.legend(fontsize=7)
+        figs["plots/timing_category_error.png"] = fig
     return figs
 
 
@@ -843,8 +1073,10 @@ def evaluate_recipe(
 
     Repurchase on ``[as_of - horizon_days, as_of)``, timing on ``[as_of - timing.horizon_days,
     as_of)``, every model fitted only on the events before its window. Metric keys:
-    ``<model>.<metric>`` (``lightgbm.roc_auc``), ``timing.<model>.<metric>``, ``eval_users``,
-    ``timing_eval_buyers``. ``rebuy retrain`` calls it with the champion's config to compare
+    ``<model>.<metric>`` (``lightgbm.roc_auc``), ``timing.<model>.<metric>`` (per user),
+    ``timing_category.<model>.<metric>`` (per user x category pair), ``eval_users``,
+    ``timing_eval_buyers``, ``timing_category_eval_pairs`` (censored pairs included),
+    ``timing_category_eval_buyers`` and ``timing_category_predicted_buy_rate``. ``rebuy retrain`` calls it with the champion's config to compare
     both on the same windows.
     """
     cache = cache or FeatureCache(tables, config)
@@ -865,6 +1097,12 @@ def evaluate_recipe(
         metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
     metrics["eval_users"] = float(rep_eval.n_users)
     metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
+    if tim_eval.category_table is not None:
+        for name, row in tim_eval.category_table.iterrows():
+            metrics.update({f"timing_category.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        metrics["timing_category_eval_pairs"] = float(tim_eval.n_pairs)
+        metrics["timing_category_eval_buyers"] = float(tim_eval.n_pair_buyers)
+        metrics["timing_category_predicted_buy_rate"] = tim_eval.pair_buy_probability
     return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval)
 
 
@@ -959,6 +1197,8 @@ def train_repurchase(
             mlflow.log_metrics(metrics)
             mlflow.log_text(rep_eval.table.to_csv(), "evaluation/repurchase.csv")
             mlflow.log_text(tim_eval.table.to_csv(), "evaluation/timing.csv")
+            if tim_eval.category_table is not None:
+                mlflow.log_text(tim_eval.category_table.to_csv(), "evaluation/timing_category.csv")
             mlflow.log_text(rep_eval.calibration.to_csv(), "evaluation/calibration.csv")
             mlflow.log_dict(config.model_dump(mode="json"), "config/repurchase_config.json")
             if config_path is not None:
@@ -1014,6 +1254,7 @@ def train_repurchase(
         model_dir=local,
         as_of=as_of,
         horizon_days=horizon_days,
+        timing_category_table=tim_eval.category_table,
     )
 
 

