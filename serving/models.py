@@ -1,9 +1,11 @@
 """The models the service answers from: loaded once from the registry, then only queried.
 
-`ServingModels.load` fetches the versions that the configured alias (``champion``) points to:
-the recommender and the campaign scorer (repurchase + timing bundles with the feature snapshot
-they were trained with). The query methods turn library frames into response models; they
-never fit anything or recompute training-time statistics.
+`ServingModels.load` fetches the versions that one alias (``champion`` by default, or the A/B
+``challenger``) points to: the recommender and the campaign scorer (repurchase + timing bundles
+with the feature snapshot they were trained with). The query methods turn library frames into
+response models stamped with the variant they answer for; they never fit anything or recompute
+training-time statistics. `serving.state` picks the variant per user and swaps whole sets when
+the registry moves.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
+from features.errors import InvalidInputError
+from features.feedback import CHAMPION_VARIANT
 from features.schema import CATEGORY, FEATURE_SEGMENT, ITEM_ID, USER_ID
 from serving.schemas import (
     ChurnResponse,
@@ -32,7 +37,7 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 from training.recommender import IS_FALLBACK, RANK, REASON, SCORE, Recommender
-from training.registry import get_alias_version
+from training.registry import RegistrySettings, get_alias_version
 from training.scoring import (
     CHURN_PROBABILITY,
     EXPECTED_PURCHASES,
@@ -57,6 +62,19 @@ DEFAULT_K = 10
 """The storefront's default list length; these lists are computed once per known user at load."""
 WARM_BATCH = 2_000
 REASON_SEPARATOR = "; "
+LOAD_ATTEMPTS = 3
+"""Loads retried when an alias moves while its artifacts download (the set must be consistent)."""
+
+
+def resolve_versions(
+    registry: RegistrySettings, names: Sequence[str], *, alias: str
+) -> dict[str, ModelVersion | None]:
+    """Registered model name -> the version `alias` points to (None when it points nowhere)."""
+    return {name: get_alias_version(registry, name, alias=alias) for name in names}
+
+
+def version_numbers(versions: dict[str, ModelVersion | None]) -> dict[str, str | None]:
+    return {name: None if mv is None else str(mv.version) for name, mv in versions.items()}
 
 
 @dataclass(frozen=True)
@@ -71,34 +89,75 @@ class ServingModels:
     default_lists: dict[str, list[RecommendedItem]]
     """Known user -> the answer to a plain request (k=10, no filters), precomputed in batches."""
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """Registered model name -> loaded version."""
+        return {m.name: m.version for m in self.info.models}
+
     @classmethod
-    def load(cls, settings: ServingSettings) -> ServingModels:
-        """Load the `settings.alias` versions of the three registered models.
+    def load(cls, settings: ServingSettings, *, alias: str | None = None) -> ServingModels:
+        """Load the versions of the three registered models that `alias` points to.
+
+        The versions are resolved before and after the download; if the alias moved meanwhile
+        the load starts again (up to `LOAD_ATTEMPTS` times), so the set is always consistent
+        with the versions it reports.
+
+        Parameters
+        ----------
+        settings
+            Registry and model names.
+        alias
+            Registry alias; default `settings.alias` (``champion``).
 
         Raises
         ------
+        features.errors.InvalidInputError
+            A model has no version under the alias, or the alias kept moving during the load.
         features.errors.RebuyError or mlflow.exceptions.MlflowException
-            A model is not registered under the alias, or its artifacts cannot be read.
+            The artifacts cannot be read.
         """
+        alias = alias or settings.alias
         started = time.perf_counter()
-        recommender, reco_version = load_registered_recommender(settings.registry, alias=settings.alias)
-        scorer = load_registered_scorer(settings.registry, alias=settings.alias)
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            resolved = resolve_versions(settings.registry, settings.model_names, alias=alias)
+            missing = [name for name, mv in resolved.items() if mv is None]
+            if missing:
+                raise InvalidInputError(f"registry: {', '.join(missing)} has no version with alias {alias!r}")
+            recommender, _ = load_registered_recommender(settings.registry, alias=alias)
+            scorer = load_registered_scorer(settings.registry, alias=alias)
+            after = resolve_versions(settings.registry, settings.model_names, alias=alias)
+            if version_numbers(after) == version_numbers(resolved):
+                break
+            logger.info(
+                "alias %s moved while loading (%s -> %s); loading again (attempt %d of %d)",
+                alias,
+                version_numbers(resolved),
+                version_numbers(after),
+                attempt,
+                LOAD_ATTEMPTS,
+            )
+        else:
+            raise InvalidInputError(f"registry: alias {alias!r} kept moving during {LOAD_ATTEMPTS} loads")
         versions = []
-        for name in (settings.recommender_model, settings.repurchase_model, settings.timing_model):
-            mv = get_alias_version(settings.registry, name, alias=settings.alias)
+        for name, mv in resolved.items():
+            assert mv is not None  # checked above
             versions.append(
                 ModelVersionInfo(
                     name=name,
-                    alias=settings.alias,
-                    version=str(mv.version) if mv is not None else "unknown",
-                    run_id=mv.run_id if mv is not None else None,
+                    alias=alias,
+                    version=str(mv.version),
+                    run_id=mv.run_id,
                     trained_as_of=(
                         str(recommender.info["as_of"])
                         if name == settings.recommender_model
                         else scorer.as_of.isoformat()
                     ),
                     data_window=(
-                        {k: _jsonable(v) for k, v in recommender.info.items() if k.startswith(("data_", "n_"))}
+                        {
+                            k: _jsonable(v)
+                            for k, v in recommender.info.items()
+                            if k.startswith(("data_", "n_"))
+                        }
                         if name == settings.recommender_model
                         else {"as_of": scorer.as_of.isoformat(), "n_users": len(scorer.scores_)}
                     ),
@@ -107,13 +166,14 @@ class ServingModels:
         info = ModelInfo(models=versions, loaded_at=dt.datetime.now(dt.UTC))
         default_lists = _default_lists(recommender)
         logger.info(
-            "loaded %s in %.1fs",
+            "loaded %s (%s) in %.1fs",
             ", ".join(f"{v.name} v{v.version}" for v in versions),
+            alias,
             time.perf_counter() - started,
         )
         return cls(
             recommender=recommender,
-            recommender_version=str(reco_version),
+            recommender_version=versions[0].version,
             scorer=scorer,
             scorer_version=versions[1].version,
             info=info,
@@ -130,6 +190,7 @@ class ServingModels:
         exclude_item_ids: Sequence[str] = (),
         recent_item_ids: Sequence[str] = (),
         interest_tags: Sequence[str] = (),
+        variant: str = CHAMPION_VARIANT,
     ) -> RecommendResponse:
         plain = k == DEFAULT_K and not (category or exclude_item_ids or recent_item_ids or interest_tags)
         if plain and user_id in self.default_lists:
@@ -138,6 +199,7 @@ class ServingModels:
                 items=self.default_lists[user_id],
                 is_fallback=False,
                 model_version=self.recommender_version,
+                variant=variant,
             )
         reco = self.recommender.recommend(
             [user_id],
@@ -152,6 +214,7 @@ class ServingModels:
             items=_items(reco),
             is_fallback=bool(reco[IS_FALLBACK].all()) if len(reco) else True,
             model_version=self.recommender_version,
+            variant=variant,
         )
 
     def similar_items(
@@ -167,7 +230,7 @@ class ServingModels:
         )
 
     # --- campaign jobs
-    def churn_scores(self, user_ids: Sequence[str]) -> ChurnResponse:
+    def churn_scores(self, user_ids: Sequence[str], *, variant: str = CHAMPION_VARIANT) -> ChurnResponse:
         scores = self.scorer.score(list(user_ids))
         known = scores[IS_KNOWN].to_numpy()
         rows = scores.loc[known]
@@ -184,6 +247,7 @@ class ServingModels:
                 top_reasons=reasons.split(REASON_SEPARATOR) if reasons else [],
                 suggested_action=action,
                 next_purchase_date=None if pd.isna(day) else day,
+                variant=variant,
             )
             for uid, churn, rep, n, spend, band, segment, reasons, action, day in zip(
                 rows[USER_ID].tolist(),
@@ -205,17 +269,20 @@ class ServingModels:
             unknown_user_ids=unknown,
             as_of=self.scorer.as_of.to_pydatetime(),
             model_version=self.scorer_version,
+            model_versions={variant: self.scorer_version},
         )
 
     def reminder_timing(
-        self, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
+        self,
+        user_ids: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        variant: str = CHAMPION_VARIANT,
     ) -> ReminderResponse:
         ids = list(dict.fromkeys(user_ids))
         known_users = self.scorer.score(ids)
         unknown = known_users.loc[~known_users[IS_KNOWN].to_numpy(), USER_ID].tolist()
-        timing = self.scorer.reminder_timing(
-            [u for u in ids if u not in set(unknown)], categories=categories
-        )
+        timing = self.scorer.reminder_timing([u for u in ids if u not in set(unknown)], categories=categories)
         timing = timing.loc[timing[CATEGORY].notna()]
         featured = self._featured_items(timing)
         reminders = [
@@ -225,6 +292,7 @@ class ServingModels:
                 next_purchase_date=None if pd.isna(day) else day.date(),
                 reminder_at=None if pd.isna(at) else at.to_pydatetime(),
                 items=featured.get((uid, cat), []),
+                variant=variant,
             )
             for uid, cat, day, at in zip(
                 timing[USER_ID].tolist(),
@@ -234,7 +302,12 @@ class ServingModels:
                 strict=True,
             )
         ]
-        return ReminderResponse(reminders=reminders, unknown_user_ids=unknown, model_version=self.scorer_version)
+        return ReminderResponse(
+            reminders=reminders,
+            unknown_user_ids=unknown,
+            model_version=self.scorer_version,
+            model_versions={variant: self.scorer_version},
+        )
 
     def _featured_items(self, timing: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
         """Top items per (user, category): one recommender call per category."""

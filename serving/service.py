@@ -6,32 +6,54 @@ points to, plus the feature snapshot they were trained with. Request bodies are 
 limits are declared in the signatures: a bad field gets HTTP 400 naming it; unknown users and
 items get fallbacks, never an error. BentoML provides ``/healthz``, ``/readyz`` (true once the
 models are loaded) and Prometheus ``/metrics``.
+
+Live updates and A/B tests (`serving.state`): every worker checks the registry every
+``REBUY_RELOAD_SECONDS`` and switches to newly promoted versions without dropping requests;
+``POST /admin/reload`` checks at once (in the one worker that takes the request). With
+``REBUY_AB_SHARE`` > 0 a stable share of users is answered by the ``REBUY_AB_ALIAS`` versions;
+every answer names its ``variant``. ``POST /events`` appends storefront feedback, validated
+against the data contract, to ``REBUY_EVENTS_DIR`` (`features.feedback`) for ``rebuy evaluate ab``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated, Literal
 
 import bentoml
-from fastapi import FastAPI
-from pydantic import Field
+import pandas as pd
+from bentoml.exceptions import ServiceUnavailable
+from fastapi import FastAPI, HTTPException
+from pydantic import Field, ValidationError
+from pydantic_core import PydanticCustomError
 
-from serving.models import ServingModels
+from features.feedback import (
+    VARIANT,
+    FeedbackValidationError,
+    append_feedback_events,
+    validate_feedback_events,
+)
+from features.schema import USER_ID
 from serving.schemas import (
     ChurnResponse,
+    EventsResponse,
+    FeedbackEvent,
     ModelInfo,
     RecommendResponse,
+    ReloadResponse,
     ReminderResponse,
     SimilarItemsResponse,
 )
 from serving.settings import ServingSettings
+from serving.state import ModelReloader, ReloadError
 from training.recommender import MAX_K
 
 logger = logging.getLogger(__name__)
 
 MAX_USERS = 10_000
 MAX_IDS = 1_000
+MAX_EVENTS = 1_000
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 # GET routes next to BentoML's POST APIs (mounted at the root; BentoML's own routes match first)
@@ -41,14 +63,19 @@ admin_app = FastAPI(title="rebuy admin", docs_url=None, redoc_url=None, openapi_
 @bentoml.service(traffic={"timeout": 10})
 @bentoml.asgi_app(admin_app, path="/")
 class RebuyService:
-    """Recommendations, churn scores and reminder timing from the champion models."""
+    """Recommendations, churn scores and reminder timing from the champion (and challenger) models."""
 
     def __init__(self) -> None:
         self.settings = ServingSettings.from_env()
-        self.models = ServingModels.load(self.settings)
+        self.reloader = ModelReloader(self.settings)
+        self.reloader.start()
 
     def __is_ready__(self) -> bool:
-        return self.models is not None
+        return self.reloader.state is not None
+
+    @bentoml.on_shutdown
+    def stop_reloader(self) -> None:
+        self.reloader.stop()
 
     @bentoml.api(route="/recommend")
     def recommend(
@@ -61,7 +88,7 @@ class RebuyService:
         interest_tags: Annotated[list[Id], Field(max_length=50)] = [],  # noqa: B006
     ) -> RecommendResponse:
         """Top-k items for a user, each with its reason; unknown users get cold-start picks."""
-        return self.models.recommend(
+        return self.reloader.state.recommend(
             user_id,
             k=k,
             category=category,
@@ -78,14 +105,14 @@ class RebuyService:
         kind: Literal["complement", "similar"] = "complement",
     ) -> SimilarItemsResponse:
         """Complements (bought with the item) or similar items; unknown items get popular items."""
-        return self.models.similar_items(item_id, k=k, kind=kind)
+        return self.reloader.state.similar_items(item_id, k=k, kind=kind)
 
     @bentoml.api(route="/churn_scores")
     def churn_scores(
         self, user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USERS)]
     ) -> ChurnResponse:
         """Churn and repurchase probability, risk band, segment, reasons and action per user."""
-        return self.models.churn_scores(user_ids)
+        return self.reloader.state.churn_scores(user_ids)
 
     @bentoml.api(route="/reminder_timing")
     def reminder_timing(
@@ -94,14 +121,66 @@ class RebuyService:
         categories: Annotated[list[Id] | None, Field(max_length=100)] = None,
     ) -> ReminderResponse:
         """Expected next purchase and reminder day and hour per user and category."""
-        return self.models.reminder_timing(user_ids, categories=categories)
+        return self.reloader.state.reminder_timing(user_ids, categories=categories)
+
+    @bentoml.api(route="/events")
+    def events(
+        self, events: Annotated[list[FeedbackEvent], Field(min_length=1, max_length=MAX_EVENTS)]
+    ) -> EventsResponse:
+        """Append storefront events (view, cart, purchase, ...) for A/B evaluation, all or nothing.
+
+        Each event gets the variant its user is in; the answer comes after the batch is on disk.
+        """
+        received_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        try:
+            frame = validate_feedback_events([e.model_dump() for e in events], now=received_at)
+        except FeedbackValidationError as exc:
+            raise _contract_error(exc) from exc
+        state = self.reloader.state
+        frame[VARIANT] = [state.variant_of(user_id) for user_id in frame[USER_ID].tolist()]
+        try:
+            append_feedback_events(frame, self.settings.feedback_dir, received_at=received_at)
+        except OSError as exc:
+            logger.error("cannot append feedback to %s: %s", self.settings.feedback_dir, exc)
+            raise ServiceUnavailable(f"feedback store unavailable: {exc}") from exc
+        return EventsResponse(accepted=len(frame), variants=frame[VARIANT].tolist())
 
     @admin_app.get("/model_info")
     def model_info(self) -> ModelInfo:
-        """Names, versions and training windows of the loaded models."""
-        return self.models.info
+        """Names, versions and training windows of the served models, the A/B set-up, last check."""
+        return self.reloader.info()
+
+    @admin_app.post("/admin/reload")
+    def reload(self) -> ReloadResponse:
+        """Check the registry now and switch this worker to moved aliases (503 if the load fails)."""
+        try:
+            result = self.reloader.check()
+        except ReloadError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        return ReloadResponse(
+            changed=result.changed,
+            old=result.old,
+            new=result.new,
+            loaded_at=result.loaded_at,
+            pid=os.getpid(),
+        )
 
     @bentoml.api(route="/ping")
     def ping(self) -> dict[str, bool]:
         """Trivial endpoint: the framework's own floor for latency benchmarks."""
         return {"ok": True}
+
+
+def _contract_error(exc: FeedbackValidationError) -> ValidationError:
+    """The batch's contract failures as a pydantic error: HTTP 400, one ``detail`` entry per event."""
+    return ValidationError.from_exception_data(
+        "events",
+        [
+            {
+                "type": PydanticCustomError("data_contract", "{message}", {"message": str(problem)}),
+                "loc": ("events", problem.row, problem.field) if problem.field else ("events", problem.row),
+                "input": problem.value,
+            }
+            for problem in exc.problems
+        ],
+    )

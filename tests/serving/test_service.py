@@ -1,60 +1,29 @@
 """The real BentoML server over HTTP, answering from models trained and registered in tmp_path.
 
-One module-scoped fixture trains the three models on a small sample store into a SQLite MLflow
-under tmp_path, starts ``bentoml serve serving.service:RebuyService`` on a free port with that
-REBUY_HOME, and every test calls it over HTTP. Answers are compared with the same registered
-models loaded in-process.
+The session fixture `trained` (conftest.py) trains the three models on a small sample store into a
+SQLite MLflow under tmp_path; a module fixture starts ``bentoml serve serving.service:RebuyService``
+on a free port with that REBUY_HOME, and every test calls it over HTTP. Answers are compared with
+the same registered models loaded in-process.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
-import bentoml
 import httpx
 import pandas as pd
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from typer.testing import CliRunner
 
 from features import schema as s
-from features.load import load_store, write_store
-from features.sample import SampleConfig, generate_store
-from rebuy.cli import app
+from tests.serving.server import serve
 from training.lineage import calc_data_fingerprint
 from training.registry import RegistrySettings, get_alias_version
 from training.scoring import CHURN_PROBABILITY, load_registered_scorer
 from training.train_recommender import load_registered_recommender
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RegistrySettings, s.StoreTables]:
-    """`rebuy train` on a small sample store, into a SQLite MLflow under tmp_path."""
-    root = tmp_path_factory.mktemp("serving")
-    home = root / "home"
-    settings = RegistrySettings.from_env({"REBUY_HOME": str(home)})
-    write_store(generate_store(SampleConfig(users=1_200, days=300, seed=21)), root / "store")
-    tables = load_store(root / "store").tables
-    env = {"REBUY_HOME": str(home), "MLFLOW_TRACKING_URI": ""}
-    result = CliRunner().invoke(app, ["train", "--data", str(root / "store")], env=env)
-    assert result.exit_code == 0, result.output
-    assert "rebuy-recommender" in result.output and "champion" in result.output
-    again = CliRunner().invoke(app, ["train", "--data", str(root / "store"), "--if-no-champion"], env=env)
-    assert again.exit_code == 0 and "nothing to train" in again.output  # make run does not retrain
-    return settings, tables
 
 
 def test_train_runs_carry_the_data_fingerprint_and_code_version(
@@ -74,14 +43,8 @@ def test_train_runs_carry_the_data_fingerprint_and_code_version(
 @pytest.fixture(scope="module")
 def base_url(trained: tuple[RegistrySettings, s.StoreTables]) -> Iterator[str]:
     settings, _ = trained
-    port = _free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REBUY_HOME", str(settings.home))  # the server processes inherit the environment
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        with bentoml.serve("serving.service:RebuyService", port=port, working_dir=str(REPO)):
-            url = f"http://127.0.0.1:{port}"
-            with bentoml.SyncHTTPClient(url, server_ready_timeout=180):
-                yield url
+    with serve(settings.home, {"REBUY_EVENTS_DIR": str(settings.home.parent / "feedback-fuzz")}) as url:
+        yield url
 
 
 def _post(base_url: str, path: str, body: dict) -> httpx.Response:
