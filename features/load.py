@@ -438,7 +438,10 @@ def _validate_events(
     checks.add(
         user_id.notna().to_numpy() & ~known_user, "unknown_user_id", "user_id {value} not in users", s.USER_ID
     )
-    signup = user_id.map(users.set_index(s.USER_ID)[s.SIGNUP_TS]).astype(s.TS_DTYPE)
+    if len(users):
+        signup = user_id.map(users.set_index(s.USER_ID)[s.SIGNUP_TS]).astype(s.TS_DTYPE)
+    else:  # mapping through an empty table gives float NaN, which cannot become a timestamp
+        signup = pd.Series(pd.NaT, index=user_id.index, dtype=s.TS_DTYPE)
     before = (ts < signup).fillna(False).to_numpy()
     if before.any():
         checks.add(

@@ -81,8 +81,16 @@ def setup_mlflow(settings: RegistrySettings) -> str:
     """Point MLflow at `settings` and return the id of the experiment, creating it when missing."""
     if settings.is_local:
         settings.home.mkdir(parents=True, exist_ok=True)
+    # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI to os.environ, which
+    # every process started later (a server, a test's subprocess) would inherit: keep them local
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         return experiment.experiment_id

@@ -143,11 +143,11 @@ def load_registered_recommender(
         from features.errors import InvalidInputError
 
         raise InvalidInputError(f"registry: {MODEL_NAME} has no version with alias {alias!r}")
-    target = Path(tempfile.mkdtemp(prefix="rebuy-recommender-"))
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=str(target)
-    )
-    return Recommender.load(Path(local) / "artifacts" / "model_dir"), str(version.version)
+    with tempfile.TemporaryDirectory(prefix="rebuy-recommender-") as target:  # load reads it all into memory
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=target
+        )
+        return Recommender.load(Path(local) / "artifacts" / "model_dir"), str(version.version)
 
 
 __all__ = ["MODEL_NAME", "TrainRecommenderResult", "load_registered_recommender", "train_recommender"]

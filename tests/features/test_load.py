@@ -240,3 +240,12 @@ def test_validation_of_many_rows_is_vectorised(tmp_path: Path) -> None:
     result = validate_tables({s.EVENTS: events, s.ITEMS: good.items, s.USERS: good.users})
     assert len(result.events) == n - len(bad)
     assert sorted(result.quarantine[s.ROW_NUMBER]) == sorted(bad + 1)
+
+
+def test_empty_users_table_sets_every_event_aside_as_unknown_user(tmp_path: Path) -> None:
+    store = _write_store(tmp_path, users="user_id,signup_ts,interest_tags,channel\n")
+    result = load_store(store)
+    assert result.events.empty
+    events = result.quarantine.loc[result.quarantine["table"] == s.EVENTS]
+    assert len(events) == GOOD_EVENTS
+    assert set(events[REASON_CODE]) == {"unknown_user_id"}

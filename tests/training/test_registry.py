@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -86,3 +87,14 @@ def test_first_version_becomes_champion_later_ones_challenger(
     artifacts = list((tmp_path / "home" / "mlartifacts").rglob("MLmodel"))
     assert len(artifacts) == 2
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_setup_mlflow_leaves_the_environment_of_child_processes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    settings = RegistrySettings.from_env({"REBUY_HOME": str(tmp_path)})
+    setup_mlflow(settings)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == settings.tracking_uri  # this process still uses it
