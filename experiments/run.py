@@ -550,6 +550,9 @@ def _evaluate(
         tim = evaluate_timing(tables, as_of=experiment.as_of, config=model, cache=cache)
         timing = tim.table
         info |= {"timing.n_users": tim.n_users, "timing.n_buyers": tim.n_buyers}
+        if tim.category_table is not None:  # per user x category: the level reminders are sent at
+            extra["timing_category"] = tim.category_table
+            info |= {"timing_category.n_pairs": tim.n_pairs, "timing_category.n_buyers": tim.n_pair_buyers}
     return rep.table, timing, info, extra
 
 
@@ -654,6 +657,8 @@ def run_experiment(experiment: Experiment, *, settings: Any, command: str | None
     if timing is not None:
         metrics |= table_metrics(timing, primary=None, prefix="timing.")
         frames["timing"] = timing
+    if "timing_category" in extra:
+        metrics |= table_metrics(extra["timing_category"], primary=None, prefix="timing_category.")
     params = experiment_params(experiment, source=source)
     params |= _flatten(json.loads(json.dumps(info, default=str)), "info.", {})
     lineage = build_lineage(tables, as_of=experiment.as_of, seeds=experiment.seeds())
@@ -706,6 +711,10 @@ def key_metrics(result: ExperimentResult) -> list[str]:
             groups.append(
                 (result.timing, "lightgbm_hazard", ("mae_days", *([hit] if hit else [])), "timing ")
             )
+        pairs = result.extra_tables.get("timing_category")
+        if pairs is not None:
+            hit = next((c for c in pairs.columns if c.startswith("hit_rate_at_")), None)
+            groups.append((pairs, "lightgbm_hazard", ("mae_days", *([hit] if hit else [])), "timing per category "))
     out = []
     for table, primary, metrics, label in groups:
         for metric in metrics:
@@ -822,6 +831,8 @@ def format_result(result: ExperimentResult) -> str:
         lines.append(result.table.round(4).to_string())
         if result.timing is not None:
             lines += ["next purchase timing:", result.timing.round(4).to_string()]
+        if "timing_category" in result.extra_tables:
+            lines += ["per user x category:", result.extra_tables["timing_category"].round(4).to_string()]
     lines.append("key: " + "; ".join(k.replace("**", "") for k in key_metrics(result)))
     lines.append(
         f"MLflow run {result.run_id} (experiment {EXPERIMENT_NAME}), data {result.lineage['data']['hash'][:12]}, "
