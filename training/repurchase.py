@@ -101,9 +101,33 @@ class LightGbmConfig(BaseModel):
         default=1, ge=0, description="0 = all cores; 1 is faster for these small frames on shared machines."
     )
     seed: int = 7
+    exclude_features: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Features the trees may not split on (split gain scaled by 0); the matrix keeps its "
+            "columns, so artifacts and explanations keep their layout."
+        ),
+    )
 
-    def params(self, objective: str, **extra: Any) -> dict[str, Any]:
-        out = self.model_dump(exclude={"num_boost_round"})
+    def params(
+        self, objective: str, *, feature_names: Sequence[str] = (), **extra: Any
+    ) -> dict[str, Any]:
+        """LightGBM parameters; `feature_names` (the matrix columns) place `exclude_features`.
+
+        Raises
+        ------
+        InvalidInputError
+            `exclude_features` names a feature that is not in `feature_names`.
+        """
+        out = self.model_dump(exclude={"num_boost_round", "exclude_features"})
+        if self.exclude_features:
+            unknown = sorted(set(self.exclude_features) - set(feature_names))
+            if unknown:
+                raise InvalidInputError(
+                    f"lightgbm.exclude_features: unknown features {unknown}; "
+                    f"expected names among {list(feature_names)}"
+                )
+            out["feature_contri"] = [0.0 if f in self.exclude_features else 1.0 for f in feature_names]
         out.update(objective=objective, verbosity=-1, deterministic=True, force_col_wise=True, **extra)
         return out
 
@@ -420,8 +444,8 @@ class Calibrator:
         if self.params_ is None:
             raise NotFittedError("Calibrator is not fitted: call fit first")
         raw = np.asarray(raw, dtype="float64")
-        if self.method == "isotonic":  # kept off exact 0/1: a later window is never that certain
-            return np.clip(np.interp(raw, self.params_["x"], self.params_["y"]), 1e-3, 1 - 1e-3)
+        if self.method == "isotonic":
+            return np.interp(raw, *_isotonic_knots(self.params_["x"], self.params_["y"]))
         z = self.params_["coef"][0] * _logit(raw) + self.params_["intercept"][0]
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -440,8 +464,8 @@ def _centred_isotonic(raw: np.ndarray, fitted: np.ndarray) -> dict[str, list[flo
 
     Each constant block of the isotonic fit becomes one knot at the block's mean raw score (the
     first and last blocks at the lowest and highest raw score), and `Calibrator.transform`
-    interpolates linearly between knots. The map is then strictly increasing over the scores
-    seen, so it keeps the model's ranking (the step function of plain isotonic regression ties
+    interpolates linearly between knots (`_isotonic_knots`). The map is then strictly increasing
+    on ``[0, 1]``, so it keeps the model's ranking (the step function of plain isotonic regression ties
     whole blocks of users and loses ROC-AUC) while staying as well calibrated.
     """
     levels, inverse = np.unique(fitted, return_inverse=True)
@@ -449,6 +473,27 @@ def _centred_isotonic(raw: np.ndarray, fitted: np.ndarray) -> dict[str, list[flo
     if len(levels) > 1:
         centres[0], centres[-1] = float(raw.min()), float(raw.max())
     return {"x": centres.tolist(), "y": levels.tolist()}
+
+
+ISOTONIC_MARGIN = 1e-3
+"""Calibrated probabilities stay in ``[margin / 2, 1 - margin / 2]``: a later window is never certain."""
+
+
+def _isotonic_knots(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation knots of the centred isotonic map over the whole raw range ``[0, 1]``.
+
+    The fitted levels are squeezed affinely into ``[margin, 1 - margin]`` and end knots at raw 0
+    and 1 (levels ``margin / 2`` and ``1 - margin / 2``) are added where the fit did not reach
+    them, so the map is strictly increasing on ``[0, 1]``: clipping the levels or holding them
+    flat beyond the fitted scores would tie users and lose ranking.
+    """
+    xs = np.asarray(x, dtype="float64")
+    ys = ISOTONIC_MARGIN + (1.0 - 2.0 * ISOTONIC_MARGIN) * np.asarray(y, dtype="float64")
+    if xs[0] > 0.0:
+        xs, ys = np.r_[0.0, xs], np.r_[ISOTONIC_MARGIN / 2, ys]
+    if xs[-1] < 1.0:
+        xs, ys = np.r_[xs, 1.0], np.r_[ys, 1.0 - ISOTONIC_MARGIN / 2]
+    return xs, ys
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -530,7 +575,9 @@ class _BoosterModel:
             free_raw_data=True,
         )
         self.booster_ = lgb.train(
-            self.config.params(self.objective, **params), data, num_boost_round=self.config.num_boost_round
+            self.config.params(self.objective, feature_names=self.feature_names_, **params),
+            data,
+            num_boost_round=self.config.num_boost_round,
         )
         logger.info(
             "%s (%s): fitted on %d rows, %d features, mean target %.4f, %.2fs",

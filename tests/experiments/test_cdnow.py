@@ -3,7 +3,7 @@
 The file ships in the ``lifetimes`` wheel (``make install`` adds ``lifetimes==0.11.3`` with
 ``--no-deps``); it is located through the installed distribution's file list, never imported and
 never downloaded. Split: models see only events before 1998-04-01; all models are scored on the
-same 23,570 customers over ``[1998-04-01, 1998-07-01)``. About 45 s on 2 cores.
+same 23,570 customers over ``[1998-04-01, 1998-07-01)``. About 70 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from experiments.eval_repurchase import CDNOW_AS_OF, CDNOW_HORIZON_DAYS, cdnow_config, load_cdnow
-from training.repurchase import load_repurchase_config
+from experiments.eval_repurchase import (
+    CDNOW_AS_OF,
+    CDNOW_EXCLUDED_FEATURES,
+    CDNOW_HORIZON_DAYS,
+    cdnow_config,
+    load_cdnow,
+)
+from features.errors import InvalidInputError
+from training.repurchase import LightGbmConfig, load_repurchase_config
 from training.train_repurchase import BGNBD, LIGHTGBM, PARETONBD, RepurchaseEvaluation, evaluate_repurchase
 
 pytestmark = pytest.mark.slow
@@ -66,11 +73,24 @@ def test_lightgbm_beats_bgnbd_on_roc_auc(cdnow_eval: RepurchaseEvaluation) -> No
     assert table.loc[LIGHTGBM, "roc_auc"] > table.loc[BGNBD, "roc_auc"], table["roc_auc"].to_dict()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 open: 0.8371 vs Pareto/NBD 0.8377 at 1998-04-01 (the config wins on the earlier "
-    "cut-offs 1997-11-05, 1997-12-03, 1997-12-31 it was chosen on); remove this mark once it passes",
-)
 def test_lightgbm_beats_paretonbd_on_roc_auc(cdnow_eval: RepurchaseEvaluation) -> None:
     table = cdnow_eval.table
     assert table.loc[LIGHTGBM, "roc_auc"] > table.loc[PARETONBD, "roc_auc"], table["roc_auc"].to_dict()
+
+
+def test_cdnow_models_never_split_on_the_trailing_year_windows(cdnow_eval: RepurchaseEvaluation) -> None:
+    # from 1998 on the cohort's first purchases leave the 365-day window, a shift no training
+    # cut-off shows, so cdnow_config excludes those columns from every split
+    bundle = cdnow_eval.bundle
+    assert bundle is not None
+    for model in (bundle.repurchase, bundle.purchases, bundle.spend):
+        assert model.booster_ is not None
+        importance = dict(zip(model.feature_names_, model.booster_.feature_importance(), strict=True))
+        assert all(importance[f] == 0 for f in CDNOW_EXCLUDED_FEATURES), importance
+        assert sum(importance.values()) > 0
+
+
+def test_excluding_an_unknown_feature_fails_naming_it() -> None:
+    config = LightGbmConfig(exclude_features=("orders_365d", "no_such_feature"))
+    with pytest.raises(InvalidInputError, match="no_such_feature"):
+        config.params("binary", feature_names=["orders_365d", "orders_total"])
