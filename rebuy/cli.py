@@ -380,7 +380,9 @@ def retrain(
             d.primary,
             f"{d.challenger_value:.4f}",
             "-" if d.champion_value is None else f"{d.champion_value:.4f}",
-            "-" if d.best_baseline_value is None else f"{d.best_baseline} {d.best_baseline_value:.4f}",
+            "-"
+            if d.best_baseline_value is None
+            else f"{str(d.best_baseline).rsplit('.', 1)[-1]} {d.best_baseline_value:.4f}",
             f"{d.margin:g}",
             f"[{style}]{d.outcome}[/]",
         )
