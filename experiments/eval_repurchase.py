@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.schema import FEATURE_ORDERS_365D, FEATURE_SPEND_365D, StoreTables
+from training.registry import RegistrySettings
 from training.repurchase import RepurchaseConfig, load_repurchase_config
 from training.train_repurchase import (
     RepurchaseEvaluation,
@@ -77,6 +78,69 @@ def cdnow_config(base: RepurchaseConfig, *, btyd_features: bool = False) -> Repu
             ),
         }
     )
+
+
+def log_repurchase_evaluation(
+    rep: RepurchaseEvaluation,
+    tim: TimingEvaluation | None,
+    *,
+    tables: StoreTables,
+    config: RepurchaseConfig,
+    settings: RegistrySettings,
+    data_dir: Path | None = None,
+) -> str:
+    """Log an evaluation to MLflow: params, every model x metric, tables, plots, lineage tags.
+
+    Metric keys are the ones `rebuy train` logs (``lightgbm.roc_auc``,
+    ``timing.<model>.<metric>``, ``timing_category.<model>.<metric>``). Plots: ROC,
+    calibration, lift and timing error (`training.train_repurchase.plot_evaluation`).
+
+    Returns
+    -------
+    str
+        The MLflow run id.
+    """
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from training.lineage import build_lineage, log_lineage
+    from training.registry import setup_mlflow
+    from training.train_repurchase import plot_evaluation
+
+    experiment_id = setup_mlflow(settings)
+    metrics: dict[str, float] = {}
+    tables_out = {"repurchase": rep.table, "calibration": rep.calibration}
+    sections = [("", rep.table)]
+    if tim is not None:
+        sections.append(("timing.", tim.table))
+        tables_out["timing"] = tim.table
+        if tim.category_table is not None:
+            sections.append(("timing_category.", tim.category_table))
+            tables_out["timing_category"] = tim.category_table
+    for prefix, table in sections:
+        for name, row in table.iterrows():
+            metrics.update({f"{prefix}{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate-repurchase") as run:
+        mlflow.set_tag("rebuy.task", "evaluate-repurchase")
+        mlflow.log_params(
+            {
+                "as_of": str(rep.as_of),
+                "horizon_days": rep.horizon_days,
+                "n_users": rep.n_users,
+                "data_dir": str(data_dir) if data_dir is not None else "",
+            }
+        )
+        mlflow.log_dict(config.model_dump(mode="json"), "config/repurchase_config.json")
+        mlflow.log_metrics(metrics)
+        for name, table in tables_out.items():
+            mlflow.log_text(table.to_csv(), f"evaluation/{name}.csv")
+        for path, fig in plot_evaluation(rep, tim).items():
+            mlflow.log_figure(fig, path)
+            plt.close(fig)
+        run_id = run.info.run_id
+    seeds = {"lightgbm": config.lightgbm.seed, "timing_lightgbm": config.timing.lightgbm.seed}
+    log_lineage(settings.client(), [run_id], build_lineage(tables, as_of=rep.as_of, seeds=seeds))
+    return run_id
 
 
 def format_table(evaluation: RepurchaseEvaluation | TimingEvaluation) -> str:

@@ -488,6 +488,7 @@ def evaluate_repurchase_command(
     as_of: Annotated[str, typer.Option(help="Evaluation cut-off YYYY-MM-DD; models see only events before it.")],
     horizon: Annotated[int | None, typer.Option(min=1, help="Repurchase horizon in days (default from config).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config (default training/configs/repurchase.toml).")] = None,
+    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Repurchase/churn and next-purchase timing vs baselines on the window after --as-of."""
     from training.repurchase import load_repurchase_config
@@ -526,6 +527,14 @@ def evaluate_repurchase_command(
                 "pairs bought again; the rest are censored)",
             )
         )
+    if mlflow_log:
+        from experiments.eval_repurchase import log_repurchase_evaluation
+        from training.registry import RegistrySettings
+
+        run_id = log_repurchase_evaluation(
+            rep, tim, tables=tables, config=cfg, settings=RegistrySettings.from_env(), data_dir=data
+        )
+        console.print(f"logged to MLflow run {run_id} (tables, ROC, calibration, lift and timing plots)")
     console.print(f"done in {time.perf_counter() - started:.1f}s")
 
 

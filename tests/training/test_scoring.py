@@ -180,5 +180,12 @@ def test_cli_evaluate_repurchase_prints_model_and_baselines(trained: Trained, cl
     for name in ("lightgbm", "recency", "rfm_logistic", "bgnbd", "paretonbd", "lightgbm_hazard", "category_cycle"):
         assert name in result.output
     assert "roc_auc" in result.output and "hit_rate_at_7" in result.output
+    run_id = result.output.split("logged to MLflow run ")[1].split()[0]
+    run = trained.settings.client().get_run(run_id)
+    assert run.data.tags["rebuy.task"] == "evaluate-repurchase" and run.data.tags["data.hash"]
+    assert run.data.metrics["lightgbm.roc_auc"] > run.data.metrics["recency.roc_auc"]
+    assert "timing_category.lightgbm_hazard.hit_rate_at_7" in run.data.metrics
+    plots = {a.path for a in trained.settings.client().list_artifacts(run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/lift.png", "plots/timing_error.png"} <= plots
     bad = CliRunner().invoke(app, [*args[:-1], "2030-01-01"])
     assert bad.exit_code != 0 and "2030" in bad.output
