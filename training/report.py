@@ -149,21 +149,16 @@ def _segment_chart(segments: pd.Series, path: Path) -> pd.DataFrame:
 
 
 def _fetch_run_plots(settings: RegistrySettings, train_runs: Mapping[str, str], out: Path) -> list[Path]:
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = settings.client()  # explicit locations: no global MLflow state is touched
     found = []
     for name, (kind, artifact) in RUN_PLOTS.items():
         run_id = train_runs.get(kind)
         if run_id is None:
             continue
         try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=artifact, dst_path=str(out / "_dl")
-                )
-            )
+            local = Path(client.download_artifacts(run_id, artifact, dst_path=str(out / "_dl")))
         except (MlflowException, OSError) as exc:
             logger.warning("report: no %s in run %s (%s)", artifact, run_id, exc)
             continue

@@ -365,11 +365,14 @@ def _seeds(reco: RecommenderConfig, rep: RepurchaseConfig) -> dict[str, int]:
 
 
 def _champion_config(settings: RegistrySettings, kind: str, run_id: str) -> dict[str, Any] | None:
-    import mlflow
+    import tempfile
+
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG_ARTIFACTS[kind]}")
+        with tempfile.TemporaryDirectory(prefix="rebuy-champion-config-") as tmp:
+            local = settings.client().download_artifacts(run_id, CONFIG_ARTIFACTS[kind], dst_path=tmp)
+            return json.loads(Path(local).read_text())
     except (MlflowException, OSError, ValueError) as exc:
         logger.warning("champion run %s has no readable %s: %s", run_id, CONFIG_ARTIFACTS[kind], exc)
         return None
@@ -431,7 +434,8 @@ def retrain(
 
     from training.train_recommender import train_recommender
     from training.train_repurchase import (
-        build_scoring_features,
+        FeatureCache,
+        build_snapshot,
         default_as_of,
         evaluate_recipe,
         train_repurchase,
@@ -465,7 +469,8 @@ def retrain(
         len(events),
         lineage["data"]["hash"][:12],
     )
-    features = build_scoring_features(tables, as_of=as_of, config=rep_cfg)
+    cache = FeatureCache(tables, rep_cfg)  # train_repurchase reuses it: features are built once
+    features, _ = build_snapshot(cache, as_of=as_of, with_pairs=False)
     features.to_parquet(run_dir / "features.parquet")
 
     setup_mlflow(settings)
@@ -488,6 +493,7 @@ def retrain(
         show_progress=show_progress,
         config_path=config.repurchase_config,
         set_alias=False,
+        cache=cache,
     )
     new_versions = {
         RECOMMENDER: reco.model_version,
@@ -506,13 +512,17 @@ def retrain(
     sources: dict[str, str] = {}
     same: dict[str, bool] = {}
     by_run: dict[str, dict[str, float]] = {}
+    read_configs: dict[tuple[str, str], dict[str, Any] | None] = {}
     for kind in KINDS:
         version = champions[kind]
         same[kind] = False
         if version is None:
             champion_metrics[kind], sources[kind] = None, "none"
             continue
-        champ_cfg = _parse(kind, _champion_config(settings, kind, version.run_id))
+        key = (CONFIG_ARTIFACTS[kind], version.run_id)
+        if key not in read_configs:
+            read_configs[key] = _champion_config(settings, kind, version.run_id)
+        champ_cfg = _parse(kind, read_configs[key])
         if champ_cfg is None:
             champion_metrics[kind] = {}
             sources[kind] = f"v{version.version}: config unreadable, not comparable"

@@ -1116,6 +1116,7 @@ def train_repurchase(
     show_progress: bool = False,
     config_path: Path | None = None,
     set_alias: bool = True,
+    cache: FeatureCache | None = None,
 ) -> TrainRepurchaseResult:
     """Evaluate, refit, log to MLflow and register ``rebuy-repurchase`` and ``rebuy-timing``.
 
@@ -1135,6 +1136,9 @@ def train_repurchase(
         TOML file the config came from, logged as an artifact when given.
     set_alias
         False registers both versions without moving any alias (``rebuy retrain`` decides).
+    cache
+        Features already built by the caller, on the events before `as_of` with this `config`
+        (``rebuy retrain`` builds the feature table first); built here when None.
 
     Returns
     -------
@@ -1155,7 +1159,13 @@ def train_repurchase(
     started = time.perf_counter()
     events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
     tables = StoreTables(events=events, items=tables.items, users=tables.users)
-    cache = FeatureCache(tables, config)
+    if cache is None:
+        cache = FeatureCache(tables, config)
+    elif cache.config != config or len(cache.tables.events) != len(events):
+        raise InvalidInputError(
+            "train_repurchase: the feature cache was built with another config or other events than "
+            f"the {len(events):,} before as_of {as_of}"
+        )
     if events.empty:
         raise InvalidInputError(f"no event before as_of {as_of}: nothing to train on")
 
