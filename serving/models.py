@@ -62,8 +62,6 @@ DEFAULT_K = 10
 """The storefront's default list length; these lists are computed once per known user at load."""
 WARM_BATCH = 2_000
 REASON_SEPARATOR = "; "
-LOAD_ATTEMPTS = 3
-"""Loads retried when an alias moves while its artifacts download (the set must be consistent)."""
 
 
 def resolve_versions(
@@ -98,9 +96,8 @@ class ServingModels:
     def load(cls, settings: ServingSettings, *, alias: str | None = None) -> ServingModels:
         """Load the versions of the three registered models that `alias` points to.
 
-        The versions are resolved before and after the download; if the alias moved meanwhile
-        the load starts again (up to `LOAD_ATTEMPTS` times), so the set is always consistent
-        with the versions it reports.
+        The alias is resolved once and exactly those versions are downloaded, so the set is
+        always consistent with the versions it reports even if the alias moves meanwhile.
 
         Parameters
         ----------
@@ -112,32 +109,27 @@ class ServingModels:
         Raises
         ------
         features.errors.InvalidInputError
-            A model has no version under the alias, or the alias kept moving during the load.
+            A model has no version under the alias.
         features.errors.RebuyError or mlflow.exceptions.MlflowException
             The artifacts cannot be read.
         """
         alias = alias or settings.alias
         started = time.perf_counter()
-        for attempt in range(1, LOAD_ATTEMPTS + 1):
-            resolved = resolve_versions(settings.registry, settings.model_names, alias=alias)
-            missing = [name for name, mv in resolved.items() if mv is None]
-            if missing:
-                raise InvalidInputError(f"registry: {', '.join(missing)} has no version with alias {alias!r}")
-            recommender, _ = load_registered_recommender(settings.registry, alias=alias)
-            scorer = load_registered_scorer(settings.registry, alias=alias)
-            after = resolve_versions(settings.registry, settings.model_names, alias=alias)
-            if version_numbers(after) == version_numbers(resolved):
-                break
-            logger.info(
-                "alias %s moved while loading (%s -> %s); loading again (attempt %d of %d)",
-                alias,
-                version_numbers(resolved),
-                version_numbers(after),
-                attempt,
-                LOAD_ATTEMPTS,
-            )
-        else:
-            raise InvalidInputError(f"registry: alias {alias!r} kept moving during {LOAD_ATTEMPTS} loads")
+        resolved = resolve_versions(settings.registry, settings.model_names, alias=alias)
+        missing = [name for name, mv in resolved.items() if mv is None]
+        if missing:
+            raise InvalidInputError(f"registry: {', '.join(missing)} has no version with alias {alias!r}")
+        pinned = {name: str(mv.version) for name, mv in resolved.items() if mv is not None}
+        # exact versions, not the alias again: an alias moving meanwhile cannot mix two sets
+        recommender, _ = load_registered_recommender(
+            settings.registry, version=pinned[settings.recommender_model], name=settings.recommender_model
+        )
+        scorer = load_registered_scorer(
+            settings.registry,
+            versions=pinned,
+            repurchase_model=settings.repurchase_model,
+            timing_model=settings.timing_model,
+        )
         versions = []
         for name, mv in resolved.items():
             assert mv is not None  # checked above

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -433,23 +433,38 @@ def timing_frame(
     return scorer.reminder_timing(user_ids, categories=categories)
 
 
-def registered_model_dir(settings: RegistrySettings, name: str, *, alias: str = CHAMPION) -> Path:
-    """Local folder of the ``model_dir`` artifact of ``models:/<name>@<alias>``."""
+def registered_model_dir(
+    settings: RegistrySettings, name: str, *, alias: str = CHAMPION, version: str | None = None
+) -> Path:
+    """Local folder of the ``model_dir`` artifact of ``models:/<name>/<version>`` (or ``@<alias>``)."""
     import mlflow
     import mlflow.pyfunc
 
     from training.registry import setup_mlflow
 
     setup_mlflow(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    uri = f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+    model = mlflow.pyfunc.load_model(uri)
     return Path(model.unwrap_python_model().model_dir)
 
 
-def load_registered_scorer(settings: RegistrySettings, *, alias: str = CHAMPION) -> CampaignScorer:
-    """`CampaignScorer` of the `alias` versions of ``rebuy-repurchase`` and ``rebuy-timing``."""
+def load_registered_scorer(
+    settings: RegistrySettings,
+    *,
+    alias: str = CHAMPION,
+    versions: Mapping[str, str] | None = None,
+    repurchase_model: str = REPURCHASE_MODEL_NAME,
+    timing_model: str = TIMING_MODEL_NAME,
+) -> CampaignScorer:
+    """`CampaignScorer` of the `alias` versions of the repurchase and timing models.
+
+    `versions` (registered name -> version) pins exact versions instead of resolving `alias`;
+    serving resolves the aliases once and loads exactly what it reports.
+    """
+    versions = versions or {}
     return CampaignScorer.from_dirs(
-        registered_model_dir(settings, REPURCHASE_MODEL_NAME, alias=alias),
-        registered_model_dir(settings, TIMING_MODEL_NAME, alias=alias),
+        registered_model_dir(settings, repurchase_model, alias=alias, version=versions.get(repurchase_model)),
+        registered_model_dir(settings, timing_model, alias=alias, version=versions.get(timing_model)),
     )
 
 

@@ -126,9 +126,9 @@ def train_recommender(
 
 
 def load_registered_recommender(
-    settings: RegistrySettings, *, alias: str = CHAMPION
+    settings: RegistrySettings, *, alias: str = CHAMPION, version: str | None = None, name: str = MODEL_NAME
 ) -> tuple[Recommender, str]:
-    """Download the artifacts of `rebuy-recommender@alias` and rebuild the recommender.
+    """Download the artifacts of ``<name>@alias`` (or the pinned `version`) and rebuild the recommender.
 
     Returns
     -------
@@ -138,16 +138,16 @@ def load_registered_recommender(
     from training.registry import get_alias_version
 
     setup_mlflow(settings)
-    version = get_alias_version(settings, MODEL_NAME, alias=alias)
     if version is None:
-        from features.errors import InvalidInputError
+        found = get_alias_version(settings, name, alias=alias)
+        if found is None:
+            from features.errors import InvalidInputError
 
-        raise InvalidInputError(f"registry: {MODEL_NAME} has no version with alias {alias!r}")
+            raise InvalidInputError(f"registry: {name} has no version with alias {alias!r}")
+        version = str(found.version)
     with tempfile.TemporaryDirectory(prefix="rebuy-recommender-") as target:  # load reads it all into memory
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=target
-        )
-        return Recommender.load(Path(local) / "artifacts" / "model_dir"), str(version.version)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=target)
+        return Recommender.load(Path(local) / "artifacts" / "model_dir"), version
 
 
 __all__ = ["MODEL_NAME", "TrainRecommenderResult", "load_registered_recommender", "train_recommender"]
