@@ -50,7 +50,6 @@ import shutil
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from features.errors import InvalidInputError, RebuyError
 from features.schema import StoreTables
+from training.config_io import read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -308,12 +308,7 @@ def load_experiment(path: Path) -> Experiment:
         the key (``dataset.users``, ``model.overrides.als.factors``).
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read the experiment config ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInputError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path, what="experiment")
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:

@@ -247,24 +247,19 @@ def load_recommender_config(path: Path | None = None, **overrides: Any) -> Recom
     InvalidInputError
         The file cannot be read or holds unknown or invalid settings.
     """
-    import tomllib
+    from training.config_io import read_toml, validate_config
 
-    from pydantic import ValidationError
-
-    path = path or DEFAULT_CONFIG_PATH
-    try:
-        data = tomllib.loads(path.read_text()) if path.exists() else {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read the recommender config: {exc}") from exc
+    if path is None:  # the packaged default; an explicit path must exist
+        path = DEFAULT_CONFIG_PATH
+        data = read_toml(path, what="recommender") if path.exists() else {}
+    else:
+        data = read_toml(path, what="recommender")
     for key, value in overrides.items():
         if isinstance(value, dict):
             data[key] = {**data.get(key, {}), **value}
         else:
             data[key] = value
-    try:
-        return RecommenderConfig.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInputError(f"{path}: invalid recommender config: {exc}") from exc
+    return validate_config(RecommenderConfig, data, path=path, what="recommender")
 
 
 def flatten_config(config: BaseModel, prefix: str = "") -> dict[str, Any]:

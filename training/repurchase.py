@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -33,7 +32,7 @@ from typing import Any, Literal, Self
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import sparse
 
 from features.build_stats import FeatureConfig
@@ -286,18 +285,12 @@ def load_repurchase_config(path: Path | None = None, **overrides: Any) -> Repurc
     InvalidInputError
         Unreadable file, bad TOML, or values the config rejects (the message names the key).
     """
+    from training.config_io import read_toml, validate_config
+
     path = path or DEFAULT_CONFIG_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read the repurchase config ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInputError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path, what="repurchase")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return RepurchaseConfig.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInputError(f"{path}: invalid repurchase config: {exc}") from exc
+    return validate_config(RepurchaseConfig, data, path=path, what="repurchase")
 
 
 def risk_band(churn_probability: np.ndarray, bands: RiskBandConfig) -> np.ndarray:

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,22 +145,17 @@ def load_retrain_config(path: Path | None = None, **overrides: Any) -> RetrainCo
     InvalidInputError
         The file cannot be read, or a key is unknown or invalid (the message names it).
     """
+    from training.config_io import read_toml, validate_config
+
     path = path or DEFAULT_CONFIG_PATH
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read the retrain config: {exc}") from exc
+    data = read_toml(path, what="retrain")
     data.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("recommender_config", "repurchase_config"):
         if data.get(key) is not None:
             data[key] = (path.parent / Path(data[key])).resolve()
             if not data[key].is_file():
                 raise InvalidInputError(f"{path}: {key}: no such file {data[key]}")
-    try:
-        return RetrainConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise InvalidInputError(f"{path}: invalid retrain config: {problems}") from exc
+    return validate_config(RetrainConfig, data, path=path, what="retrain")
 
 
 @dataclass(frozen=True)

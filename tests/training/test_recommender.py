@@ -254,3 +254,14 @@ def test_id_map_round_trips_and_flags_unknown_ids() -> None:
     with pytest.raises(InvalidInputError, match="out of range"):
         ids.to_ids([3])
     assert np.array_equal(IdMap.from_values(pd.Series(["b", None, "a", "b"])).ids, ["a", "b"])
+
+
+def test_config_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    from training.recommender import load_recommender_config
+
+    with pytest.raises(InvalidInputError, match=r"typo\.toml: cannot read the recommender config"):
+        load_recommender_config(tmp_path / "typo.toml")  # an explicit path must exist, never defaults
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[als]\nfactors = 0\n")
+    with pytest.raises(InvalidInputError, match=r"bad\.toml: invalid recommender config: als\.factors: .*got 0"):
+        load_recommender_config(bad)
