@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.arrays import DAY_NS
 from features.build_category import build_user_category_features
 from features.build_labels import build_category_labels, build_labels
-from features.build_stats import DAY_NS, calc_store_stats
+from features.build_stats import calc_store_stats
 from features.build_user import build_user_features
 from features.sample import SampleConfig, generate_store
 from features.schema import (

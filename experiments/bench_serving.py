@@ -58,8 +58,12 @@ def _train_home(users: int, seed: int) -> Path:
     tables = generate_store(SampleConfig(users=users, days=365, seed=seed))
     as_of = tables.events[s.TS].max().normalize() + pd.Timedelta(days=1)
     print(f"training on a {users:,}-user sample store into {home} ...", flush=True)
-    train_recommender(tables, as_of=as_of, config=load_recommender_config(None), settings=settings, evaluate=False)
-    train_repurchase(tables, as_of=as_of, horizon_days=30, config=load_repurchase_config(None), settings=settings)
+    train_recommender(
+        tables, as_of=as_of, config=load_recommender_config(None), settings=settings, evaluate=False
+    )
+    train_repurchase(
+        tables, as_of=as_of, horizon_days=30, config=load_repurchase_config(None), settings=settings
+    )
     return home
 
 
@@ -154,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
                 response.raise_for_status()
 
     table = pd.DataFrame(rows).set_index("endpoint")
-    print(f"\nserver: bentoml serve serving.service:RebuyService (home {home}), concurrency {args.concurrency}")
+    print(
+        f"\nserver: bentoml serve serving.service:RebuyService (home {home}), concurrency {args.concurrency}"
+    )
     print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
     # the stricter floor of the two /ping runs: the higher throughput and the lower p99
     ping = pd.Series(

@@ -1,7 +1,7 @@
 """Offline evaluation of the recommender against baselines on one time split.
 
 Everything is fitted on the events before ``as_of``; the truth is what each user bought in
-``[as_of, as_of + horizon_days)`` (`experiments.splits.split_at`, users without history left
+``[as_of, as_of + horizon_days)`` (`training.splits.split_at`, users without history left
 out). The full recommender's re-ranker trains on the window before ``as_of``, never on the test
 window. Models: most popular, personal top-frequency with recency decay, item-kNN, plain ALS,
 the fixed blend and the full recommender (LambdaRank). Metrics at `k`: recall, NDCG, hit rate,
@@ -21,17 +21,17 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.metrics import RecallAtK, calc_metrics, metric_key, standard_metrics
-from experiments.splits import REPEAT, split_at
-from features.build_stats import check_as_of
 from features.schema import StoreTables
+from features.window import check_as_of
 from training.baselines import (
     AlsRecommender,
     ItemKnnRecommender,
     MostPopularRecommender,
     TopFrequencyRecommender,
 )
+from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
 from training.recommender import Recommender, RecommenderConfig, build_interaction_data, flatten_config
+from training.splits import REPEAT, split_at
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,9 @@ def cdnow_config(base: RepurchaseConfig, *, btyd_features: bool = False) -> Repu
     """
     return base.model_copy(
         update={
-            "cutoffs": base.cutoffs.model_copy(update={"n_train": 8, "step_days": 14, "min_history_days": 60}),
+            "cutoffs": base.cutoffs.model_copy(
+                update={"n_train": 8, "step_days": 14, "min_history_days": 60}
+            ),
             "cross_fit": True,
             "btyd_features": btyd_features,
             "lightgbm": base.lightgbm.model_copy(

@@ -709,7 +709,9 @@ def key_metrics(result: ExperimentResult) -> list[str]:
         pairs = result.extra_tables.get("timing_category")
         if pairs is not None:
             hit = next((c for c in pairs.columns if c.startswith("hit_rate_at_")), None)
-            groups.append((pairs, "lightgbm_hazard", ("mae_days", *([hit] if hit else [])), "timing per category "))
+            groups.append(
+                (pairs, "lightgbm_hazard", ("mae_days", *([hit] if hit else [])), "timing per category ")
+            )
     out = []
     for table, primary, metrics, label in groups:
         for metric in metrics:

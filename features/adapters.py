@@ -367,7 +367,9 @@ def _read_retail(path: Path) -> tuple[pd.DataFrame, _RetailLayout]:
 
 def _read_retail_xlsx(path: Path, data: bytes) -> tuple[pd.DataFrame, _RetailLayout]:
     try:
-        sheets = pd.read_excel(io.BytesIO(data), sheet_name=None, dtype=str, na_filter=False, engine="openpyxl")
+        sheets = pd.read_excel(
+            io.BytesIO(data), sheet_name=None, dtype=str, na_filter=False, engine="openpyxl"
+        )
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
         raise SchemaError(f"{path}: cannot read as an .xlsx workbook ({exc})") from exc
     frames: list[pd.DataFrame] = []
@@ -684,7 +686,10 @@ def _convert_cdnow(raw: pd.DataFrame, *, path: Path) -> ImportResult:
             CdnowReason.MALFORMED_LINE: (CDNOW_LINE, CDNOW_REASON_TEXT[CdnowReason.MALFORMED_LINE]),
             CdnowReason.UNPARSEABLE_DATE: (CDNOW_DATE, CDNOW_REASON_TEXT[CdnowReason.UNPARSEABLE_DATE]),
             CdnowReason.UNPARSEABLE_CDS: (CDNOW_CDS, CDNOW_REASON_TEXT[CdnowReason.UNPARSEABLE_CDS]),
-            CdnowReason.UNPARSEABLE_DOLLARS: (CDNOW_DOLLARS, CDNOW_REASON_TEXT[CdnowReason.UNPARSEABLE_DOLLARS]),
+            CdnowReason.UNPARSEABLE_DOLLARS: (
+                CDNOW_DOLLARS,
+                CDNOW_REASON_TEXT[CdnowReason.UNPARSEABLE_DOLLARS],
+            ),
             CdnowReason.NON_POSITIVE_CDS: (CDNOW_CDS, CDNOW_REASON_TEXT[CdnowReason.NON_POSITIVE_CDS]),
             CdnowReason.NEGATIVE_DOLLARS: (CDNOW_DOLLARS, CDNOW_REASON_TEXT[CdnowReason.NEGATIVE_DOLLARS]),
         },

@@ -17,21 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.build_stats import (
+from features.arrays import (
     DAY_NS,
-    FeatureConfig,
-    StoreStats,
-    calc_store_stats,
     category_codes,
-    check_as_of,
-    check_stats,
     day_gaps,
     event_code,
     event_type_codes,
     group_median,
-    history,
     ts_ns,
 )
+from features.build_stats import FeatureConfig, StoreStats, calc_store_stats, check_stats
 from features.schema import (
     CATEGORY,
     EVENT_TYPE,
@@ -51,6 +46,7 @@ from features.schema import (
     USER_ID,
     EventType,
 )
+from features.window import check_as_of, history
 
 logger = logging.getLogger(__name__)
 

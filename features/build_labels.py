@@ -15,15 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.build_stats import (
-    DAY_NS,
-    category_codes,
-    check_as_of,
-    event_code,
-    event_type_codes,
-    history,
-    ts_ns,
-)
+from features.arrays import DAY_NS, category_codes, event_code, event_type_codes, ts_ns
 from features.errors import InvalidInputError
 from features.schema import (
     CATEGORY,
@@ -37,6 +29,7 @@ from features.schema import (
     USER_ID,
     EventType,
 )
+from features.window import check_as_of, history
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from features.build_labels import build_labels, check_label_window
-from features.build_stats import FeatureConfig, calc_store_stats, check_as_of
+from features.build_stats import FeatureConfig, calc_store_stats
 from features.build_user import build_user_features
 from features.errors import InvalidInputError
 from features.schema import AS_OF, USER_ID, StoreTables
+from features.window import check_as_of
 
 logger = logging.getLogger(__name__)
 

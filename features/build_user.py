@@ -61,24 +61,19 @@ import time
 import numpy as np
 import pandas as pd
 
-from features.build_category import calc_user_category_arrays
-from features.build_stats import (
+from features.arrays import (
     DAY_NS,
-    FeatureConfig,
-    StoreStats,
-    calc_store_stats,
-    check_as_of,
-    check_stats,
     day_gaps,
     event_code,
     event_type_codes,
     group_median,
-    history,
     order_codes,
     purchase_cents,
     ts_ns,
     unique_pairs,
 )
+from features.build_category import calc_user_category_arrays
+from features.build_stats import FeatureConfig, StoreStats, calc_store_stats, check_stats
 from features.errors import InvalidInputError
 from features.schema import (
     CHANNEL,
@@ -127,6 +122,7 @@ from features.schema import (
     Segment,
     Tier,
 )
+from features.window import check_as_of, history
 
 logger = logging.getLogger(__name__)
 

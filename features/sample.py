@@ -180,15 +180,11 @@ class SampleConfig(BaseModel):
     loyal_lifetime_days: float = Field(
         600.0, gt=0, description="Mean remaining life (exponential) of the other buyers, days."
     )
-    leakage: float = Field(
-        0.2, ge=0, lt=1, description="Mean share of replenishment needs bought elsewhere."
-    )
+    leakage: float = Field(0.2, ge=0, lt=1, description="Mean share of replenishment needs bought elsewhere.")
     explore_per_month: float = Field(
         1.4, ge=0, description="Exploratory orders (treats, toys, ...) per active month, average user."
     )
-    addon_rate: float = Field(
-        0.7, ge=0, description="Mean exploratory items added to a replenishment order."
-    )
+    addon_rate: float = Field(0.7, ge=0, description="Mean exploratory items added to a replenishment order.")
     browse_per_week: float = Field(
         0.45, ge=0, description="Browsing sessions per week of an average active user."
     )
@@ -276,7 +272,9 @@ class _Lines:
 
     @staticmethod
     def concat(parts: list[_Lines]) -> _Lines:
-        return _Lines(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "day", "qty")))
+        return _Lines(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "day", "qty"))
+        )
 
 
 def generate_store(config: SampleConfig, *, show_progress: bool = False) -> s.StoreTables:
@@ -379,7 +377,9 @@ def _make_catalog(rng: np.random.Generator) -> _Catalog:
         tags = []
         for j in range(n):  # per item (a few hundred), not per user or event
             attrs = rng.choice(spec.tag_options, size=n_attrs[j], replace=False).tolist()
-            tags.append(s.join_tags([spec.pet_type, spec.group, spec.subtype or "", *attrs, _TIER_TAGS[tier[j]]]))
+            tags.append(
+                s.join_tags([spec.pet_type, spec.group, spec.subtype or "", *attrs, _TIER_TAGS[tier[j]]])
+            )
         popularity = 1.0 / np.arange(1, n + 1) ** 1.0
         parts.append(
             pd.DataFrame(
@@ -566,7 +566,9 @@ def _replenishment_lines(
     missing = np.setdiff1d(np.flatnonzero(buyer), user)
     if missing.size:  # buyers who adopted nothing: their main pet's dry food
         main = np.where(
-            hh.household[missing] == _HOUSEHOLD_DOG, _CATEGORY_INDEX[DOG_DRY_FOOD], _CATEGORY_INDEX[CAT_DRY_FOOD]
+            hh.household[missing] == _HOUSEHOLD_DOG,
+            _CATEGORY_INDEX[DOG_DRY_FOOD],
+            _CATEGORY_INDEX[CAT_DRY_FOOD],
         )
         user = np.r_[user, missing]
         cat = np.r_[cat, main]
@@ -705,7 +707,9 @@ class _Sessions:
     start: np.ndarray  # seconds since window start
 
 
-def _session_seconds(rng: np.random.Generator, hh: _Households, user: np.ndarray, day: np.ndarray) -> np.ndarray:
+def _session_seconds(
+    rng: np.random.Generator, hh: _Households, user: np.ndarray, day: np.ndarray
+) -> np.ndarray:
     """Start second of a session of `user` on `day`: around the preferred hour, never before sign-up."""
     hour = np.mod(hh.hour[user] + rng.normal(0.0, 1.3, user.size), 24.0)
     sec = day.astype(np.int64) * SECONDS_PER_DAY + (hour * 3600).astype(np.int64)
@@ -803,9 +807,19 @@ def _events(
     base = o_start[order] + 20 + 100 * rank
     add(o_user, np.full(o_user.size, -1), s.EventType.LOGIN, o_start)
     viewed = rng.random(order.size) < 0.85
-    add(line_user[viewed], line_item[viewed], s.EventType.VIEW, base[viewed] + rng.integers(0, 60, viewed.sum()))
+    add(
+        line_user[viewed],
+        line_item[viewed],
+        s.EventType.VIEW,
+        base[viewed] + rng.integers(0, 60, viewed.sum()),
+    )
     carted = rng.random(order.size) < 0.92
-    add(line_user[carted], line_item[carted], s.EventType.CART, base[carted] + 70 + rng.integers(0, 20, carted.sum()))
+    add(
+        line_user[carted],
+        line_item[carted],
+        s.EventType.CART,
+        base[carted] + 70 + rng.integers(0, 20, carted.sum()),
+    )
     is_promo = np.isin(o_day, _promo_day_indices(config))[order]
     lo, hi = config.promo_discount
     discount = np.where(

@@ -257,7 +257,9 @@ def train(
     data: Annotated[Path, typer.Option(help="Store folder.")],
     as_of: Annotated[
         str | None,
-        typer.Option(help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."),
+        typer.Option(
+            help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."
+        ),
     ] = None,
     horizon: Annotated[int, typer.Option(min=1, help="Repurchase / value horizon in days.")] = 30,
     recommender_config: Annotated[
@@ -321,6 +323,7 @@ def train(
         reco.run_id[:8],
         ", ".join(f"{k} {reco.metrics[k]:.4f}" for k in ("recall_at_10", "ndcg_at_10") if k in reco.metrics),
     )
+
     def figures(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
         return ", ".join(f"{k.rsplit('.', 1)[-1]} {metrics[k]:.4f}" for k in keys if k in metrics)
 
@@ -347,7 +350,9 @@ def retrain(
     data: Annotated[Path, typer.Option(help="Store folder.")],
     as_of: Annotated[
         str | None,
-        typer.Option(help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."),
+        typer.Option(
+            help="Train on events before this day YYYY-MM-DD (default: the day after the last event)."
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Retrain TOML (default training/configs/retrain.toml).")
@@ -369,8 +374,20 @@ def retrain(
     except RebuyError as exc:
         raise _fail(f"{exc}\nno alias was changed: the champions keep serving") from exc
     table = Table(title=f"Promotion decisions (data before {result.as_of:%Y-%m-%d}, same window per model)")
-    for col in ("model", "challenger", "champion", "metric", "challenger value", "champion value", "best baseline", "margin", "decision"):
-        table.add_column(col, justify="right" if "value" in col or col in ("margin", "best baseline") else "left")
+    for col in (
+        "model",
+        "challenger",
+        "champion",
+        "metric",
+        "challenger value",
+        "champion value",
+        "best baseline",
+        "margin",
+        "decision",
+    ):
+        table.add_column(
+            col, justify="right" if "value" in col or col in ("margin", "best baseline") else "left"
+        )
     for d in result.decisions:
         style = "green" if d.promoted else "yellow"
         table.add_row(
@@ -388,9 +405,14 @@ def retrain(
         )
     _print_wide(table)
     for d in result.decisions:
-        console.print(f"{d.model_name}: {'; '.join(d.reasons)} (champion figures: {d.champion_source})", soft_wrap=True)
+        console.print(
+            f"{d.model_name}: {'; '.join(d.reasons)} (champion figures: {d.champion_source})", soft_wrap=True
+        )
     if result.rows_quarantined:
-        console.print(f"[yellow]{result.rows_quarantined:,} invalid rows kept aside in {result.run_dir}[/]", soft_wrap=True)
+        console.print(
+            f"[yellow]{result.rows_quarantined:,} invalid rows kept aside in {result.run_dir}[/]",
+            soft_wrap=True,
+        )
     console.print(f"report: {result.report_path}", soft_wrap=True)
     console.print(f"MLflow run {result.run_id}; [green]done in {result.seconds:.1f}s[/]")
 
@@ -485,9 +507,15 @@ def _frame_table(frame: pd.DataFrame, title: str) -> Table:
 @evaluate_app.command("repurchase")
 def evaluate_repurchase_command(
     data: Annotated[Path, typer.Option(help="Store folder.")],
-    as_of: Annotated[str, typer.Option(help="Evaluation cut-off YYYY-MM-DD; models see only events before it.")],
-    horizon: Annotated[int | None, typer.Option(min=1, help="Repurchase horizon in days (default from config).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config (default training/configs/repurchase.toml).")] = None,
+    as_of: Annotated[
+        str, typer.Option(help="Evaluation cut-off YYYY-MM-DD; models see only events before it.")
+    ],
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Repurchase horizon in days (default from config).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config (default training/configs/repurchase.toml).")
+    ] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Repurchase/churn and next-purchase timing vs baselines on the window after --as-of."""
@@ -500,7 +528,9 @@ def evaluate_repurchase_command(
         cfg = load_repurchase_config(config, horizon_days=horizon)
         tables = load_store(data).tables
         cache = FeatureCache(tables, cfg)
-        rep = evaluate_repurchase(tables, as_of=cutoff, horizon_days=cfg.horizon_days, config=cfg, cache=cache)
+        rep = evaluate_repurchase(
+            tables, as_of=cutoff, horizon_days=cfg.horizon_days, config=cfg, cache=cache
+        )
         tim = evaluate_timing(tables, as_of=cutoff, config=cfg, cache=cache)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
@@ -510,7 +540,9 @@ def evaluate_repurchase_command(
             f"Repurchase within {cfg.horizon_days} days after {cutoff:%Y-%m-%d} ({rep.n_users:,} customers)",
         )
     )
-    _print_wide(_frame_table(rep.calibration.set_index("lower").drop(columns="upper"), "Calibration (LightGBM)"))
+    _print_wide(
+        _frame_table(rep.calibration.set_index("lower").drop(columns="upper"), "Calibration (LightGBM)")
+    )
     _print_wide(
         _frame_table(
             tim.table,
@@ -541,7 +573,9 @@ def evaluate_repurchase_command(
 @evaluate_app.command("ab")
 def evaluate_ab_command(
     data: Annotated[Path, typer.Option(help="Feedback folder written by the service (REBUY_EVENTS_DIR).")],
-    since: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD of the window (event time, UTC).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="First day YYYY-MM-DD of the window (event time, UTC).")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="Day YYYY-MM-DD the window ends before.")] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
 ) -> None:
@@ -560,7 +594,15 @@ def evaluate_ab_command(
         title=f"A/B conversion, {since or 'first event'} to {until or 'last event'} (end exclusive): "
         f"{info['n_events']:,} events of {info['n_users']:,} users"
     )
-    for col in ("variant", "visitors", "converters", "conversion", "95% CI (Wilson)", "revenue", "revenue/visitor"):
+    for col in (
+        "variant",
+        "visitors",
+        "converters",
+        "conversion",
+        "95% CI (Wilson)",
+        "revenue",
+        "revenue/visitor",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for variant, row in evaluation.table.iterrows():
         if row[ab.VISITORS] == 0:
@@ -585,9 +627,13 @@ def evaluate_ab_command(
             f"Newcombe hybrid score); two-proportion z-test p = {evaluation.p_value:.3g}"
         )
     if info["users_in_both"]:
-        console.print(f"[yellow]{info['users_in_both']:,} user(s) seen in both variants (counted in their first)[/]")
+        console.print(
+            f"[yellow]{info['users_in_both']:,} user(s) seen in both variants (counted in their first)[/]"
+        )
     if info["n_rejected_lines"]:
-        console.print(f"[yellow]{info['n_rejected_lines']:,} line(s) set aside (torn or invalid; see the log)[/]")
+        console.print(
+            f"[yellow]{info['n_rejected_lines']:,} line(s) set aside (torn or invalid; see the log)[/]"
+        )
     if mlflow_log:
         run_id = ab.log_ab_evaluation(evaluation, settings=RegistrySettings.from_env())
         console.print(f"logged to MLflow run {run_id}")
@@ -602,7 +648,8 @@ def score(
         str | None, typer.Option(help="Cut-off YYYY-MM-DD (default: the day after the last event).")
     ] = None,
     horizon: Annotated[
-        int | None, typer.Option(min=1, help="Horizon in days; must match the champion's (default: the champion's).")
+        int | None,
+        typer.Option(min=1, help="Horizon in days; must match the champion's (default: the champion's)."),
     ] = None,
 ) -> None:
     """Score every user with the champion repurchase and timing models (offline campaign path)."""
@@ -615,7 +662,9 @@ def score(
         tables, cutoff, _ = _load_for_repurchase(data, as_of)
         repurchase, timing = load_registered_bundles(RegistrySettings.from_env())
         features = build_scoring_features(tables, as_of=cutoff, config=repurchase.config)
-        scores = score_feature_table(features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon)
+        scores = score_feature_table(
+            features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon
+        )
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -624,5 +673,9 @@ def score(
         f"[green]{len(scores):,} users scored as of {cutoff:%Y-%m-%d} ({repurchase.horizon_days}-day horizon) "
         f"written to {out}[/] in {time.perf_counter() - started:.1f}s"
     )
-    console.print("risk bands: " + ", ".join(f"{k} {v:,}" for k, v in scores["risk_band"].value_counts().items()))
-    console.print("actions: " + ", ".join(f"{k} {v:,}" for k, v in scores["suggested_action"].value_counts().items()))
+    console.print(
+        "risk bands: " + ", ".join(f"{k} {v:,}" for k, v in scores["risk_band"].value_counts().items())
+    )
+    console.print(
+        "actions: " + ", ".join(f"{k} {v:,}" for k, v in scores["suggested_action"].value_counts().items())
+    )

@@ -34,11 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import InvalidInputError
 from features.feedback import DEFAULT_SALT
-from training.registry import CHALLENGER, CHAMPION, RegistrySettings
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RECOMMENDER_MODEL,
+    REPURCHASE_MODEL,
+    TIMING_MODEL,
+    RegistrySettings,
+)
 
-RECOMMENDER_MODEL = "rebuy-recommender"
-REPURCHASE_MODEL = "rebuy-repurchase"
-TIMING_MODEL = "rebuy-timing"
 DEFAULT_RELOAD_SECONDS = 60.0
 MAX_RELOAD_SECONDS = 86_400.0
 FEEDBACK_FOLDER = "feedback"

@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from features.build_stats import DAY_NS, check_as_of, event_code, event_type_codes, history, ts_ns
+from features.arrays import DAY_NS, event_code, event_type_codes, ts_ns
 from features.errors import InvalidInputError, NotFittedError
 from features.schema import EVENT_TYPE, TS, USER_ID, EventType
+from features.window import check_as_of, history
 
 logger = logging.getLogger(__name__)
 

@@ -49,17 +49,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import ndtr
 from threadpoolctl import threadpool_limits
 
+from features.arrays import DAY_NS, day_gaps, event_code, event_type_codes, group_median, ts_ns
 from features.build_category import calc_user_category_arrays
-from features.build_stats import (
-    DAY_NS,
-    calc_store_stats,
-    check_as_of,
-    day_gaps,
-    event_code,
-    event_type_codes,
-    group_median,
-    ts_ns,
-)
+from features.build_stats import calc_store_stats
 from features.errors import InvalidInputError, NotFittedError
 from features.ids import IdMap
 from features.schema import (
@@ -79,6 +71,7 @@ from features.schema import (
     StoreTables,
     split_tags,
 )
+from features.window import check_as_of
 
 logger = logging.getLogger(__name__)
 

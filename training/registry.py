@@ -39,6 +39,12 @@ CHALLENGER = "challenger"
 DEFAULT_HOME = ".rebuy"
 DEFAULT_EXPERIMENT = "rebuy"
 
+RECOMMENDER_MODEL = "rebuy-recommender"
+REPURCHASE_MODEL = "rebuy-repurchase"
+TIMING_MODEL = "rebuy-timing"
+MODEL_NAMES: tuple[str, ...] = (RECOMMENDER_MODEL, REPURCHASE_MODEL, TIMING_MODEL)
+"""The registered model names, defined here only; serving can override them per deployment."""
+
 
 class RegistrySettings(BaseModel):
     """Resolved MLflow locations; build with `RegistrySettings.from_env`."""

@@ -108,9 +108,7 @@ class LightGbmConfig(BaseModel):
         ),
     )
 
-    def params(
-        self, objective: str, *, feature_names: Sequence[str] = (), **extra: Any
-    ) -> dict[str, Any]:
+    def params(self, objective: str, *, feature_names: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
         """LightGBM parameters; `feature_names` (the matrix columns) place `exclude_features`.
 
         Raises
@@ -359,6 +357,7 @@ def validate_feature_frame(features: pd.DataFrame, *, required: Sequence[str] = 
             f"features: missing columns {missing}; expected the output of build_feature_table "
             "(rebuy features)"
         )
+
     def user_at(i: int) -> object:  # only for error messages: mapping a million ids costs ~0.5 s
         if USER_ID in features.columns:
             return features[USER_ID].iloc[i]
@@ -875,7 +874,9 @@ def explain_rows(
         return np.empty(0, dtype=object)
     k = min(n_reasons, contributions.shape[1])
     abs_c = np.abs(contributions)
-    top = np.argpartition(-abs_c, k - 1, axis=1)[:, :k] if k < abs_c.shape[1] else np.tile(np.arange(k), (n, 1))
+    top = (
+        np.argpartition(-abs_c, k - 1, axis=1)[:, :k] if k < abs_c.shape[1] else np.tile(np.arange(k), (n, 1))
+    )
     order = np.lexsort((top, -np.take_along_axis(abs_c, top, axis=1)), axis=1)  # by |c| desc, ties: column
     top = np.take_along_axis(top, order, axis=1)
     rows = np.arange(n)
@@ -921,5 +922,7 @@ def explain_rows(
     combo_inv, _ = pd.factorize(combo)  # codes numbered by first appearance
     seen = np.maximum.accumulate(combo_inv)
     first_row = np.flatnonzero(np.r_[True, combo_inv[1:] > seen[:-1]])
-    joined = np.array(["; ".join(phrases[c] for c in phrase_inv[i]) for i in first_row.tolist()], dtype=object)
+    joined = np.array(
+        ["; ".join(phrases[c] for c in phrase_inv[i]) for i in first_row.tolist()], dtype=object
+    )
     return joined[combo_inv]

@@ -46,6 +46,9 @@ from training.lineage import build_lineage, lineage_tags, log_lineage
 from training.recommender import RecommenderConfig, load_recommender_config
 from training.registry import (
     CHALLENGER,
+    RECOMMENDER_MODEL,
+    REPURCHASE_MODEL,
+    TIMING_MODEL,
     RegistrySettings,
     get_alias_version,
     promote_version,
@@ -60,9 +63,9 @@ REPURCHASE = "repurchase"
 TIMING = "timing"
 KINDS: tuple[str, ...] = (RECOMMENDER, REPURCHASE, TIMING)
 MODEL_NAMES: dict[str, str] = {
-    RECOMMENDER: "rebuy-recommender",
-    REPURCHASE: "rebuy-repurchase",
-    TIMING: "rebuy-timing",
+    RECOMMENDER: RECOMMENDER_MODEL,
+    REPURCHASE: REPURCHASE_MODEL,
+    TIMING: TIMING_MODEL,
 }
 CONFIG_ARTIFACTS: dict[str, str] = {
     RECOMMENDER: "config/recommender.json",

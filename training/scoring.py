@@ -23,15 +23,10 @@ from features.build_user import USER_FEATURE_DTYPES
 from features.errors import InvalidInputError
 from features.schema import AS_OF, CATEGORY, FEATURE_SEGMENT, FEATURE_TENURE_DAYS, USER_ID, Segment
 from training.policy import apply_policy
-from training.registry import CHAMPION, RegistrySettings
+from training.registry import CHAMPION, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings
 from training.repurchase import PurchaseCountModel, RepurchaseModel, explain_rows, risk_band
 from training.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features, reminder_timestamps
-from training.train_repurchase import (
-    REPURCHASE_MODEL_NAME,
-    TIMING_MODEL_NAME,
-    RepurchaseBundle,
-    TimingBundle,
-)
+from training.train_repurchase import RepurchaseBundle, TimingBundle
 
 logger = logging.getLogger(__name__)
 
@@ -453,8 +448,8 @@ def load_registered_scorer(
     *,
     alias: str = CHAMPION,
     versions: Mapping[str, str] | None = None,
-    repurchase_model: str = REPURCHASE_MODEL_NAME,
-    timing_model: str = TIMING_MODEL_NAME,
+    repurchase_model: str = REPURCHASE_MODEL,
+    timing_model: str = TIMING_MODEL,
 ) -> CampaignScorer:
     """`CampaignScorer` of the `alias` versions of the repurchase and timing models.
 
@@ -473,6 +468,6 @@ def load_registered_bundles(
 ) -> tuple[RepurchaseBundle, TimingBundle]:
     """The `alias` bundles without their snapshot (for scoring a fresh feature table)."""
     return (
-        RepurchaseBundle.load(registered_model_dir(settings, REPURCHASE_MODEL_NAME, alias=alias)),
-        TimingBundle.load(registered_model_dir(settings, TIMING_MODEL_NAME, alias=alias)),
+        RepurchaseBundle.load(registered_model_dir(settings, REPURCHASE_MODEL, alias=alias)),
+        TimingBundle.load(registered_model_dir(settings, TIMING_MODEL, alias=alias)),
     )

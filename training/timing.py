@@ -37,17 +37,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.build_stats import (
-    DAY_NS,
-    StoreStats,
-    category_codes,
-    check_as_of,
-    event_code,
-    event_type_codes,
-    history,
-    purchase_cents,
-    ts_ns,
-)
+from features.arrays import DAY_NS, category_codes, event_code, event_type_codes, purchase_cents, ts_ns
+from features.build_stats import StoreStats
 from features.errors import InvalidInputError, NotFittedError
 from features.schema import (
     CATEGORY,
@@ -68,6 +59,7 @@ from features.schema import (
     USER_ID,
     EventType,
 )
+from features.window import check_as_of, history
 from training.repurchase import (
     CATEGORICAL_FEATURES,
     MODEL_FEATURES,

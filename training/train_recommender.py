@@ -21,14 +21,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from features.build_stats import check_as_of
 from features.schema import StoreTables
+from features.window import check_as_of
 from training.recommender import Recommender, RecommenderConfig, flatten_config
-from training.registry import CHAMPION, RegistrySettings, register_version, setup_mlflow
+from training.registry import CHAMPION, RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "rebuy-recommender"
 PYFUNC_CODE = Path(__file__).with_name("recommender_pyfunc.py")
 MODEL_ARTIFACT = "model"
 
@@ -108,13 +107,13 @@ def train_recommender(
         version, alias = register_version(
             settings,
             logged.model_uri,
-            name=MODEL_NAME,
+            name=RECOMMENDER_MODEL,
             tags={"as_of": str(as_of), "run_id": run.info.run_id},
             set_alias=set_alias,
         )
     logger.info(
         "trained %s version %s (%s) as of %s in %.1fs",
-        MODEL_NAME,
+        RECOMMENDER_MODEL,
         version.version,
         alias,
         as_of,
@@ -126,7 +125,11 @@ def train_recommender(
 
 
 def load_registered_recommender(
-    settings: RegistrySettings, *, alias: str = CHAMPION, version: str | None = None, name: str = MODEL_NAME
+    settings: RegistrySettings,
+    *,
+    alias: str = CHAMPION,
+    version: str | None = None,
+    name: str = RECOMMENDER_MODEL,
 ) -> tuple[Recommender, str]:
     """Download the artifacts of ``<name>@alias`` (or the pinned `version`) and rebuild the recommender.
 
@@ -150,4 +153,4 @@ def load_registered_recommender(
         return Recommender.load(Path(local) / "artifacts" / "model_dir"), version
 
 
-__all__ = ["MODEL_NAME", "TrainRecommenderResult", "load_registered_recommender", "train_recommender"]
+__all__ = ["RECOMMENDER_MODEL", "TrainRecommenderResult", "load_registered_recommender", "train_recommender"]

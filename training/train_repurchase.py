@@ -32,23 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.classification_metrics import (
-    calc_classification_metrics,
-    calibration_table,
-    mean_absolute_error,
-)
+from features.arrays import DAY_NS, event_code, event_type_codes, purchase_cents, ts_ns
 from features.build_category import build_user_category_features
 from features.build_labels import build_category_labels, build_labels, check_label_window
-from features.build_stats import (
-    DAY_NS,
-    StoreStats,
-    calc_store_stats,
-    check_as_of,
-    event_code,
-    event_type_codes,
-    purchase_cents,
-    ts_ns,
-)
+from features.build_stats import StoreStats, calc_store_stats
 from features.build_training import build_feature_table
 from features.errors import InvalidInputError
 from features.schema import (
@@ -69,9 +56,15 @@ from features.schema import (
     EventType,
     StoreTables,
 )
+from features.window import check_as_of
 from training.btyd import BTYD_FEATURES, BgNbdModel, ParetoNbdModel, build_btyd_features
+from training.metrics.classification import (
+    calc_classification_metrics,
+    calibration_table,
+    mean_absolute_error,
+)
 from training.policy import validate_policy
-from training.registry import RegistrySettings, register_version, setup_mlflow
+from training.registry import REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, register_version, setup_mlflow
 from training.repurchase import (
     PurchaseCountModel,
     RepurchaseConfig,
@@ -94,8 +87,6 @@ from training.timing import (
 
 logger = logging.getLogger(__name__)
 
-REPURCHASE_MODEL_NAME = "rebuy-repurchase"
-TIMING_MODEL_NAME = "rebuy-timing"
 PURCHASES = "purchases"
 SPEND = "spend"
 MODEL_CODE_PATH = Path(__file__).resolve().parent / "campaign_model.py"
@@ -467,7 +458,7 @@ def evaluate_repurchase(
 
     The population is every user with a purchase before `as_of` (the BTYD models need one).
     Rows of the returned table: ``lightgbm``, ``recency``, ``rfm_logistic``, ``bgnbd``,
-    ``paretonbd``; columns the metric keys of `experiments.classification_metrics` (Brier, log
+    ``paretonbd``; columns the metric keys of `training.metrics.classification` (Brier, log
     loss and ECE only for calibrated probabilities) and, where a model forecasts purchase counts,
     ``mae_purchases`` and ``poisson_deviance_purchases`` (mean Poisson deviance: a proper score of
     an expected count; MAE is minimised by the median, so it favours forecasts shrunk towards 0).
@@ -934,7 +925,9 @@ def build_scoring_features(
         due features (`training.timing.DUE_USER_FEATURES`), from events before `as_of` only.
     """
     as_of = check_as_of(as_of)
-    users, _ = build_snapshot(FeatureCache(tables, config or RepurchaseConfig()), as_of=as_of, with_pairs=False)
+    users, _ = build_snapshot(
+        FeatureCache(tables, config or RepurchaseConfig()), as_of=as_of, with_pairs=False
+    )
     return users
 
 
@@ -1231,10 +1224,10 @@ def train_repurchase(
             run_id = run.info.run_id
         tags = {"as_of": str(as_of), "run_id": run_id}
         rep_version, rep_alias = register_version(
-            settings, rep_info.model_uri, name=REPURCHASE_MODEL_NAME, tags=tags, set_alias=set_alias
+            settings, rep_info.model_uri, name=REPURCHASE_MODEL, tags=tags, set_alias=set_alias
         )
         tim_version, tim_alias = register_version(
-            settings, tim_info.model_uri, name=TIMING_MODEL_NAME, tags=tags, set_alias=set_alias
+            settings, tim_info.model_uri, name=TIMING_MODEL, tags=tags, set_alias=set_alias
         )
         local = settings.home / "models" / f"repurchase-{run_id}"
         import shutil
@@ -1242,10 +1235,10 @@ def train_repurchase(
         shutil.copytree(root, local, dirs_exist_ok=True)
     logger.info(
         "trained repurchase (%s v%s, %s) and timing (%s v%s, %s) as of %s in %.1fs",
-        REPURCHASE_MODEL_NAME,
+        REPURCHASE_MODEL,
         rep_version.version,
         rep_alias,
-        TIMING_MODEL_NAME,
+        TIMING_MODEL,
         tim_version.version,
         tim_alias,
         as_of,

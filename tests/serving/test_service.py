@@ -88,7 +88,9 @@ def test_recommend_applies_category_and_exclusions(
     assert first["items"] and all(category[i["item_id"]] == "cat_litter" for i in first["items"])
     top = first["items"][0]["item_id"]
     second = _post(
-        base_url, "/recommend", {"user_id": user_id, "k": 5, "category": "cat_litter", "exclude_item_ids": [top]}
+        base_url,
+        "/recommend",
+        {"user_id": user_id, "k": 5, "category": "cat_litter", "exclude_item_ids": [top]},
     ).json()
     assert top not in [i["item_id"] for i in second["items"]]
 
@@ -117,20 +119,26 @@ def test_churn_scores_match_the_scorer_and_report_unknown_ids(
         assert isinstance(row["top_reasons"], list)
 
 
-def test_reminder_timing_per_category_with_items(base_url: str, trained: tuple[RegistrySettings, s.StoreTables]) -> None:
+def test_reminder_timing_per_category_with_items(
+    base_url: str, trained: tuple[RegistrySettings, s.StoreTables]
+) -> None:
     _, tables = trained
     purchases = tables.events.loc[tables.events[s.EVENT_TYPE] == "purchase"]
     user_id = str(purchases[s.USER_ID].value_counts().index[0])
     body = _post(base_url, "/reminder_timing", {"user_ids": [user_id, "ghost"]}).json()
     assert body["unknown_user_ids"] == ["ghost"]
     categories = {r["category"] for r in body["reminders"]}
-    bought = set(purchases.loc[purchases[s.USER_ID] == user_id, s.ITEM_ID].map(
-        tables.items.set_index(s.ITEM_ID)[s.CATEGORY]
-    ))
+    bought = set(
+        purchases.loc[purchases[s.USER_ID] == user_id, s.ITEM_ID].map(
+            tables.items.set_index(s.ITEM_ID)[s.CATEGORY]
+        )
+    )
     assert categories == bought
     for reminder in body["reminders"]:
         assert reminder["reminder_at"] is not None and reminder["items"]
-        assert pd.Timestamp(reminder["reminder_at"]).normalize() <= pd.Timestamp(reminder["next_purchase_date"])
+        assert pd.Timestamp(reminder["reminder_at"]).normalize() <= pd.Timestamp(
+            reminder["next_purchase_date"]
+        )
 
 
 @pytest.mark.parametrize(
@@ -152,7 +160,9 @@ def test_bad_requests_get_400_naming_the_field(base_url: str, path: str, body: d
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
-def test_model_info_health_and_metrics(base_url: str, trained: tuple[RegistrySettings, s.StoreTables]) -> None:
+def test_model_info_health_and_metrics(
+    base_url: str, trained: tuple[RegistrySettings, s.StoreTables]
+) -> None:
     settings, _ = trained
     info = httpx.get(f"{base_url}/model_info").json()
     names = ("rebuy-recommender", "rebuy-repurchase", "rebuy-timing")
@@ -169,7 +179,12 @@ def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
     """Fuzz every operation of the service's OpenAPI schema (schemathesis): nothing may answer 5xx."""
     api = schemathesis.openapi.from_url(f"{base_url}/docs.json")
     operations = [result.ok() for result in api.get_all_operations()]
-    assert {op.path for op in operations} >= {"/recommend", "/similar_items", "/churn_scores", "/reminder_timing"}
+    assert {op.path for op in operations} >= {
+        "/recommend",
+        "/similar_items",
+        "/churn_scores",
+        "/reminder_timing",
+    }
     failures: list[str] = []
     statuses: list[int] = []
     for operation in operations:

@@ -68,6 +68,10 @@ def test_calibration_map_round_trips_through_the_bundle(tmp_path: Path) -> None:
     assert loaded.repurchase.calibrator_ is not None
     assert loaded.repurchase.calibrator_.to_dict() == bundle.repurchase.calibrator_.to_dict()  # type: ignore[union-attr]
     grid = np.linspace(0.0, 1.0, 1001)
-    np.testing.assert_array_equal(loaded.repurchase.calibrate_raw(grid), bundle.repurchase.calibrate_raw(grid))
+    np.testing.assert_array_equal(
+        loaded.repurchase.calibrate_raw(grid), bundle.repurchase.calibrate_raw(grid)
+    )
     features = cache.users(end)
-    pd.testing.assert_series_equal(loaded.repurchase.predict_proba(features), bundle.repurchase.predict_proba(features))
+    pd.testing.assert_series_equal(
+        loaded.repurchase.predict_proba(features), bundle.repurchase.predict_proba(features)
+    )

@@ -263,5 +263,7 @@ def test_config_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
         load_recommender_config(tmp_path / "typo.toml")  # an explicit path must exist, never defaults
     bad = tmp_path / "bad.toml"
     bad.write_text("[als]\nfactors = 0\n")
-    with pytest.raises(InvalidInputError, match=r"bad\.toml: invalid recommender config: als\.factors: .*got 0"):
+    with pytest.raises(
+        InvalidInputError, match=r"bad\.toml: invalid recommender config: als\.factors: .*got 0"
+    ):
         load_recommender_config(bad)

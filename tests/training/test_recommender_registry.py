@@ -10,8 +10,8 @@ import pytest
 
 from features.sample import SampleConfig, generate_store
 from training.recommender import RecommenderConfig
-from training.registry import CHALLENGER, CHAMPION, RegistrySettings
-from training.train_recommender import MODEL_NAME, load_registered_recommender, train_recommender
+from training.registry import CHALLENGER, CHAMPION, RECOMMENDER_MODEL, RegistrySettings
+from training.train_recommender import load_registered_recommender, train_recommender
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_train_registers_champion_then_challenger_and_round_trips(
     users = ["u000001", "u000002", "nobody"]
     reco = loaded.recommend(users, k=10)
     assert len(reco) == 30 and reco.loc[reco["user_id"] == "nobody", "is_fallback"].all()
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{RECOMMENDER_MODEL}@{CHAMPION}")
     pd.testing.assert_frame_equal(pyfunc.predict(pd.DataFrame({"user_id": users})), reco)
 
     second = train_recommender(

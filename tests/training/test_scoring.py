@@ -127,7 +127,9 @@ def test_path_contributions_add_up_and_agree_with_treeshap_on_the_top_reason(tra
 
 def test_explain_rows_words_the_largest_contributions_by_hand() -> None:
     names = list(MODEL_FEATURES)
-    j_last, j_orders, j_tenure = (names.index(c) for c in ("days_since_last_purchase", "orders_30d", "tenure_days"))
+    j_last, j_orders, j_tenure = (
+        names.index(c) for c in ("days_since_last_purchase", "orders_30d", "tenure_days")
+    )
     contrib = np.zeros((3, len(names)))
     contrib[0, [j_last, j_orders, j_tenure]] = [2.0, -1.0, 0.5]  # last order drives risk up most
     contrib[1, [j_last, j_orders, j_tenure]] = [0.1, -3.0, 0.2]  # many recent orders lower it
@@ -163,7 +165,9 @@ def test_cli_score_writes_one_row_per_user_with_the_campaign_columns(trained: Tr
 
 
 @pytest.mark.slow
-def test_cli_score_rejects_a_horizon_the_champion_was_not_trained_for(trained: Trained, cli_env: Path) -> None:
+def test_cli_score_rejects_a_horizon_the_champion_was_not_trained_for(
+    trained: Trained, cli_env: Path
+) -> None:
     out = cli_env / "scores.parquet"
     args = ["score", "--data", str(trained.data_dir), "--out", str(out), "--horizon", "60"]
     result = CliRunner().invoke(app, args)
@@ -177,7 +181,15 @@ def test_cli_evaluate_repurchase_prints_model_and_baselines(trained: Trained, cl
     args = ["evaluate", "repurchase", "--data", str(trained.data_dir), "--as-of", f"{as_of:%Y-%m-%d}"]
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
-    for name in ("lightgbm", "recency", "rfm_logistic", "bgnbd", "paretonbd", "lightgbm_hazard", "category_cycle"):
+    for name in (
+        "lightgbm",
+        "recency",
+        "rfm_logistic",
+        "bgnbd",
+        "paretonbd",
+        "lightgbm_hazard",
+        "category_cycle",
+    ):
         assert name in result.output
     assert "roc_auc" in result.output and "hit_rate_at_7" in result.output
     run_id = result.output.split("logged to MLflow run ")[1].split()[0]

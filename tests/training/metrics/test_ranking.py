@@ -7,8 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from experiments.metrics import CoverageAtK, HitRateAtK, NdcgAtK, RecallAtK, calc_metrics, standard_metrics
 from features.errors import InvalidInputError
+from training.metrics.ranking import (
+    CoverageAtK,
+    HitRateAtK,
+    NdcgAtK,
+    RecallAtK,
+    calc_metrics,
+    standard_metrics,
+)
 
 
 def _reco(rows: list[tuple[str, str, int]]) -> pd.DataFrame:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build_stats import DAY_NS, check_as_of, event_code, event_type_codes, ts_ns
+from features.arrays import DAY_NS, event_code, event_type_codes, ts_ns
 from features.errors import InvalidInputError
 from features.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, EventType
+from features.window import check_as_of
 
 logger = logging.getLogger(__name__)
 

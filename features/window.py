@@ -1,0 +1,39 @@
+"""Time windows: the cut-off `as_of`, history before it, and purchases in ``[as_of, as_of + h)``.
+
+History "as of" a date excludes that instant and everything after; a follow-up window is half-open.
+These are the only places a builder decides which events it may read.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.arrays import DAY_NS, ts_ns
+from features.errors import InvalidInputError
+from features.schema import EVENT_TYPE, TS, EventType
+
+
+def check_as_of(as_of: object) -> pd.Timestamp:
+    """`as_of` as a naive pandas Timestamp; raises InvalidInputError for NaT or a time zone."""
+    try:
+        ts = pd.Timestamp(as_of)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"as_of: cannot read {as_of!r} as a timestamp") from exc
+    if ts is pd.NaT or pd.isna(ts):
+        raise InvalidInputError(f"as_of: got {as_of!r}, expected a timestamp")
+    if ts.tzinfo is not None:
+        raise InvalidInputError(f"as_of: got time zone {ts.tzinfo}, expected a naive UTC timestamp")
+    return ts.as_unit("ns")
+
+
+def history(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Events strictly before `as_of` (a copy-free boolean selection; the input is not touched)."""
+    return events.loc[ts_ns(events[TS]) < as_of.value]
+
+
+def purchases_in_window(events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: float) -> pd.DataFrame:
+    """Purchase events with ``as_of <= ts < as_of + horizon_days`` (a selection; the input is not touched)."""
+    tss = ts_ns(events[TS])
+    end = as_of.value + round(horizon_days * DAY_NS)
+    mask = (tss >= as_of.value) & (tss < end) & (events[EVENT_TYPE].to_numpy() == EventType.PURCHASE.value)
+    return events.loc[mask]

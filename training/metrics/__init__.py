@@ -1,0 +1,1 @@
+"""Metrics that training and evaluation log: ranking (`ranking`) and classification (`classification`)."""
