@@ -12,9 +12,9 @@ import logging
 import time
 
 import numpy as np
-import pandas as pd
 
 from features.sample import SampleConfig, generate_store
+from features.window import default_as_of
 from training.recommender import Recommender, RecommenderConfig
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     print(
         f"sample store: {len(store.events):,} events, {args.users:,} users in {time.perf_counter() - started:.1f}s"
     )
-    as_of = store.events["ts"].max().normalize() + pd.Timedelta(days=1)
+    as_of = default_as_of(store)
     n_hist = int((store.events["ts"] < as_of).sum())
 
     started = time.perf_counter()

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from features.sample import SampleConfig, generate_store
+from features.window import default_as_of
 from training.registry import RegistrySettings
 from training.scoring import load_registered_bundles, load_registered_scorer, score_feature_table
-from training.train_repurchase import default_as_of, train_repurchase
+from training.train_repurchase import train_repurchase
 
 
 def main(argv: list[str] | None = None) -> int:

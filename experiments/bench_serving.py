@@ -45,8 +45,8 @@ def _free_port() -> int:
 
 
 def _train_home(users: int, seed: int) -> Path:
-    from features import schema as s
     from features.sample import SampleConfig, generate_store
+    from features.window import default_as_of
     from training.recommender import load_recommender_config
     from training.registry import RegistrySettings
     from training.repurchase import load_repurchase_config
@@ -56,7 +56,7 @@ def _train_home(users: int, seed: int) -> Path:
     home = Path(tempfile.mkdtemp(prefix="rebuy-bench-serving-"))
     settings = RegistrySettings.from_env({"REBUY_HOME": str(home)})
     tables = generate_store(SampleConfig(users=users, days=365, seed=seed))
-    as_of = tables.events[s.TS].max().normalize() + pd.Timedelta(days=1)
+    as_of = default_as_of(tables)
     print(f"training on a {users:,}-user sample store into {home} ...", flush=True)
     train_recommender(
         tables, as_of=as_of, config=load_recommender_config(None), settings=settings, evaluate=False

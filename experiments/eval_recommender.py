@@ -29,8 +29,9 @@ from training.baselines import (
     MostPopularRecommender,
     TopFrequencyRecommender,
 )
+from training.config_io import flatten_params
 from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
-from training.recommender import Recommender, RecommenderConfig, build_interaction_data, flatten_config
+from training.recommender import Recommender, RecommenderConfig, build_interaction_data
 from training.splits import REPEAT, split_at
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def log_evaluation(
     experiment_id = setup_mlflow(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate-recommender") as run:
         mlflow.set_tag("rebuy.task", "evaluate-recommender")
-        params = {**flatten_config(config), **{f"eval.{k}": v for k, v in evaluation.info.items()}}
+        params = {**flatten_params(config), **{f"eval.{k}": v for k, v in evaluation.info.items()}}
         if data_dir is not None:
             params["eval.data"] = str(data_dir)
         mlflow.log_params(params)

@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from features.errors import InvalidInputError, RebuyError
 from features.schema import StoreTables
-from training.config_io import read_toml
+from training.config_io import flatten_params, merge_overrides, read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -237,16 +237,6 @@ def _format_errors(exc: ValidationError, *, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
-def _deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def resolve_model_config(config: ExperimentConfig, *, path: Path) -> BaseModel:
     """The model config of an experiment: the base file (or packaged default), for CDNOW the
     cut-off layout of `experiments.eval_repurchase.cdnow_config`, then the overrides.
@@ -277,7 +267,7 @@ def resolve_model_config(config: ExperimentConfig, *, path: Path) -> BaseModel:
                 base = cdnow_config(base)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path}: model.config: {exc}") from exc
-    data = _deep_merge(base.model_dump(), section.overrides)
+    data = merge_overrides(base.model_dump(), section.overrides)
     if section.kind == "repurchase":
         data["horizon_days"] = config.evaluation.horizon_days
     try:
@@ -454,15 +444,9 @@ class ExperimentResult:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> dict[str, str]:
-    if isinstance(value, Mapping):
-        if not value and prefix:
-            out[prefix.rstrip(".")] = "{}"
-        for key, item in value.items():
-            _flatten(item, f"{prefix}{key}.", out)
-    elif isinstance(value, list | tuple):
-        out[prefix.rstrip(".")] = json.dumps(value)
-    else:
-        out[prefix.rstrip(".")] = str(value)
+    """`flatten_params` as text (lists as JSON), added to `out` under `prefix`."""
+    for key, item in flatten_params(value, prefix.rstrip(".")).items():
+        out[key] = json.dumps(item) if isinstance(item, list | tuple) else str(item)
     return out
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.arrays import DAY_NS, ts_ns
 from features.errors import InvalidInputError
-from features.schema import EVENT_TYPE, TS, EventType
+from features.schema import EVENT_TYPE, TS, EventType, StoreTables
 
 
 def check_as_of(as_of: object) -> pd.Timestamp:
@@ -37,3 +37,17 @@ def purchases_in_window(events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_da
     end = as_of.value + round(horizon_days * DAY_NS)
     mask = (tss >= as_of.value) & (tss < end) & (events[EVENT_TYPE].to_numpy() == EventType.PURCHASE.value)
     return events.loc[mask]
+
+
+def default_as_of(tables: StoreTables) -> pd.Timestamp:
+    """The default cut-off of every command: midnight after the last event.
+
+    Raises
+    ------
+    InvalidInputError
+        The events table is empty or holds no valid timestamp.
+    """
+    last = tables.events[TS].max() if len(tables.events) else pd.NaT
+    if pd.isna(last):
+        raise InvalidInputError("events: no event with a timestamp, cannot choose a default as_of")
+    return last.normalize() + pd.Timedelta(days=1)

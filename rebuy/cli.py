@@ -22,6 +22,7 @@ from rich.text import Text
 from features import schema as s
 from features.errors import RebuyError
 from features.load import LoadResult, TableReport, load_store, validate_tables, write_quarantine, write_store
+from features.window import default_as_of
 
 app = typer.Typer(
     name="rebuy",
@@ -234,7 +235,7 @@ def features(
     try:
         result = load_store(data)
         if cutoff is None:
-            cutoff = result.events[s.TS].max().normalize() + pd.Timedelta(days=1)
+            cutoff = default_as_of(result.tables)
         table = build_feature_table(result.tables, as_of=cutoff)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
@@ -294,7 +295,7 @@ def train(
         rep_cfg = load_repurchase_config(repurchase_config)
         loaded = load_store(data)
         if cutoff is None:
-            cutoff = loaded.events[s.TS].max().normalize() + pd.Timedelta(days=1)
+            cutoff = default_as_of(loaded.tables)
         console.print(f"training on events before {cutoff:%Y-%m-%d}; MLflow at {settings.tracking_uri}")
         reco = train_recommender(
             loaded.tables, as_of=cutoff, config=reco_cfg, settings=settings, show_progress=True
@@ -488,8 +489,6 @@ def _load_for_repurchase(data: Path, as_of: str | None) -> tuple[s.StoreTables, 
     cutoff = _parse_day(as_of, "--as-of")
     result = load_store(data)
     if cutoff is None:
-        from training.train_repurchase import default_as_of
-
         cutoff = default_as_of(result.tables)
     return result.tables, cutoff, result
 

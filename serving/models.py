@@ -50,9 +50,9 @@ from training.scoring import (
     SUGGESTED_ACTION,
     TOP_REASONS,
     CampaignScorer,
+    load_registered_recommender,
     load_registered_scorer,
 )
-from training.train_recommender import load_registered_recommender
 
 logger = logging.getLogger(__name__)
 

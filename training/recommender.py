@@ -240,30 +240,11 @@ def load_recommender_config(path: Path | None = None, **overrides: Any) -> Recom
     InvalidInputError
         The file cannot be read or holds unknown or invalid settings.
     """
-    from training.config_io import read_toml, validate_config
+    from training.config_io import load_config
 
-    if path is None:  # the packaged default; an explicit path must exist
-        path = DEFAULT_CONFIG_PATH
-        data = read_toml(path, what="recommender") if path.exists() else {}
-    else:
-        data = read_toml(path, what="recommender")
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            data[key] = {**data.get(key, {}), **value}
-        else:
-            data[key] = value
-    return validate_config(RecommenderConfig, data, path=path, what="recommender")
-
-
-def flatten_config(config: BaseModel, prefix: str = "") -> dict[str, Any]:
-    """``{"als.factors": 64, ...}`` for MLflow params."""
-    out: dict[str, Any] = {}
-    for key, value in config:
-        if isinstance(value, BaseModel):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    return load_config(
+        RecommenderConfig, path, default=DEFAULT_CONFIG_PATH, what="recommender", overrides=overrides
+    )
 
 
 # --- interactions -------------------------------------------------------------------------------
@@ -1932,7 +1913,6 @@ __all__ = [
     "RecommenderConfig",
     "build_interaction_data",
     "fit_als",
-    "flatten_config",
     "fold_in_user",
     "load_recommender_config",
 ]

@@ -283,12 +283,11 @@ def load_repurchase_config(path: Path | None = None, **overrides: Any) -> Repurc
     InvalidInputError
         Unreadable file, bad TOML, or values the config rejects (the message names the key).
     """
-    from training.config_io import read_toml, validate_config
+    from training.config_io import load_config
 
-    path = path or DEFAULT_CONFIG_PATH
-    data = read_toml(path, what="repurchase")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(RepurchaseConfig, data, path=path, what="repurchase")
+    return load_config(
+        RepurchaseConfig, path, default=DEFAULT_CONFIG_PATH, what="repurchase", overrides=overrides
+    )
 
 
 def risk_band(churn_probability: np.ndarray, bands: RiskBandConfig) -> np.ndarray:

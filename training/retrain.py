@@ -148,11 +148,10 @@ def load_retrain_config(path: Path | None = None, **overrides: Any) -> RetrainCo
     InvalidInputError
         The file cannot be read, or a key is unknown or invalid (the message names it).
     """
-    from training.config_io import read_toml, validate_config
+    from training.config_io import merge_overrides, read_toml, validate_config
 
     path = path or DEFAULT_CONFIG_PATH
-    data = read_toml(path, what="retrain")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = merge_overrides(read_toml(path, what="retrain"), overrides)
     for key in ("recommender_config", "repurchase_config"):
         if data.get(key) is not None:
             data[key] = (path.parent / Path(data[key])).resolve()
@@ -429,14 +428,9 @@ def retrain(
     """
     import mlflow
 
+    from features.window import default_as_of
     from training.train_recommender import train_recommender
-    from training.train_repurchase import (
-        FeatureCache,
-        build_snapshot,
-        default_as_of,
-        evaluate_recipe,
-        train_repurchase,
-    )
+    from training.train_repurchase import FeatureCache, build_snapshot, evaluate_recipe, train_repurchase
 
     started = time.perf_counter()
     config = config or load_retrain_config()

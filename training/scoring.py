@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,8 @@ from features.build_user import USER_FEATURE_DTYPES
 from features.errors import InvalidInputError
 from features.schema import AS_OF, CATEGORY, FEATURE_SEGMENT, FEATURE_TENURE_DAYS, USER_ID, Segment
 from training.policy import apply_policy
-from training.registry import CHAMPION, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings
+from training.recommender import Recommender
+from training.registry import CHAMPION, RECOMMENDER_MODEL, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings
 from training.repurchase import PurchaseCountModel, RepurchaseModel, explain_rows, risk_band
 from training.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features, reminder_timestamps
 from training.train_repurchase import RepurchaseBundle, TimingBundle
@@ -441,6 +443,35 @@ def registered_model_dir(
     uri = f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
     model = mlflow.pyfunc.load_model(uri)
     return Path(model.unwrap_python_model().model_dir)
+
+
+def load_registered_recommender(
+    settings: RegistrySettings,
+    *,
+    alias: str = CHAMPION,
+    version: str | None = None,
+    name: str = RECOMMENDER_MODEL,
+) -> tuple[Recommender, str]:
+    """Download the artifacts of ``<name>@alias`` (or the pinned `version`) and rebuild the recommender.
+
+    Returns
+    -------
+    tuple[Recommender, str]
+        The model and its registry version.
+    """
+    import mlflow
+
+    from training.registry import get_alias_version, setup_mlflow
+
+    setup_mlflow(settings)
+    if version is None:
+        found = get_alias_version(settings, name, alias=alias)
+        if found is None:
+            raise InvalidInputError(f"registry: {name} has no version with alias {alias!r}")
+        version = str(found.version)
+    with tempfile.TemporaryDirectory(prefix="rebuy-recommender-") as target:  # load reads it all into memory
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=target)
+        return Recommender.load(Path(local) / "artifacts" / "model_dir"), version
 
 
 def load_registered_scorer(

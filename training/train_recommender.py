@@ -23,8 +23,9 @@ import pandas as pd
 
 from features.schema import StoreTables
 from features.window import check_as_of
-from training.recommender import Recommender, RecommenderConfig, flatten_config
-from training.registry import CHAMPION, RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
+from training.config_io import flatten_params
+from training.recommender import Recommender, RecommenderConfig
+from training.registry import RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def train_recommender(
     metrics: dict[str, float] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="train-recommender") as run:
         mlflow.set_tag("rebuy.task", "train-recommender")
-        mlflow.log_params(flatten_config(config))
+        mlflow.log_params(flatten_params(config))
         mlflow.log_dict(config.model_dump(mode="json"), "config/recommender.json")
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
@@ -124,33 +125,4 @@ def train_recommender(
     )
 
 
-def load_registered_recommender(
-    settings: RegistrySettings,
-    *,
-    alias: str = CHAMPION,
-    version: str | None = None,
-    name: str = RECOMMENDER_MODEL,
-) -> tuple[Recommender, str]:
-    """Download the artifacts of ``<name>@alias`` (or the pinned `version`) and rebuild the recommender.
-
-    Returns
-    -------
-    tuple[Recommender, str]
-        The model and its registry version.
-    """
-    from training.registry import get_alias_version
-
-    setup_mlflow(settings)
-    if version is None:
-        found = get_alias_version(settings, name, alias=alias)
-        if found is None:
-            from features.errors import InvalidInputError
-
-            raise InvalidInputError(f"registry: {name} has no version with alias {alias!r}")
-        version = str(found.version)
-    with tempfile.TemporaryDirectory(prefix="rebuy-recommender-") as target:  # load reads it all into memory
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=target)
-        return Recommender.load(Path(local) / "artifacts" / "model_dir"), version
-
-
-__all__ = ["RECOMMENDER_MODEL", "TrainRecommenderResult", "load_registered_recommender", "train_recommender"]
+__all__ = ["RECOMMENDER_MODEL", "TrainRecommenderResult", "train_recommender"]

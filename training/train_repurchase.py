@@ -58,6 +58,7 @@ from features.schema import (
 )
 from features.window import check_as_of
 from training.btyd import BTYD_FEATURES, BgNbdModel, ParetoNbdModel, build_btyd_features
+from training.config_io import flatten_params
 from training.metrics.classification import (
     calc_classification_metrics,
     calibration_table,
@@ -959,17 +960,6 @@ class TrainRepurchaseResult:
     timing_category_table: pd.DataFrame | None = None  # per user x category pair
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, list | tuple) and value and isinstance(value[0], dict):
-        out[prefix] = json.dumps(value)[:500]
-    else:
-        out[prefix] = value
-    return out
-
-
 def plot_evaluation(rep: RepurchaseEvaluation, tim: TimingEvaluation | None) -> dict[str, Any]:
     """Matplotlib figures: ROC, calibration, lift (cumulative gains), timing error histogram."""
     import matplotlib
@@ -1187,7 +1177,7 @@ def train_repurchase(
                 json.dumps({AS_OF: str(as_of), "users": len(users), "pairs": len(pairs)})
             )
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"repurchase-{as_of:%Y%m%d}") as run:
-            params = _flatten("", config.model_dump(mode="json"), {})
+            params = flatten_params(config)
             params = {k: v for k, v in params.items() if not k.startswith("policy")}
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_params(
@@ -1261,13 +1251,6 @@ def train_repurchase(
     )
 
 
-def default_as_of(tables: StoreTables) -> pd.Timestamp:
-    """The day after the last event (midnight)."""
-    if tables.events.empty:
-        raise InvalidInputError("events: empty, cannot choose a default as_of")
-    return tables.events[TS].max().normalize() + pd.Timedelta(days=1)
-
-
 __all__ = [
     "CATEGORY",
     "FeatureCache",
@@ -1276,7 +1259,6 @@ __all__ = [
     "TrainRepurchaseResult",
     "build_scoring_features",
     "build_value_targets",
-    "default_as_of",
     "evaluate_recipe",
     "evaluate_repurchase",
     "evaluate_timing",

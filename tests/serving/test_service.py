@@ -20,8 +20,7 @@ from features import schema as s
 from tests.serving.server import serve
 from training.lineage import calc_data_fingerprint
 from training.registry import RegistrySettings, get_alias_version
-from training.scoring import CHURN_PROBABILITY, load_registered_scorer
-from training.train_recommender import load_registered_recommender
+from training.scoring import CHURN_PROBABILITY, load_registered_recommender, load_registered_scorer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

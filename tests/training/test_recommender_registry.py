@@ -11,7 +11,8 @@ import pytest
 from features.sample import SampleConfig, generate_store
 from training.recommender import RecommenderConfig
 from training.registry import CHALLENGER, CHAMPION, RECOMMENDER_MODEL, RegistrySettings
-from training.train_recommender import load_registered_recommender, train_recommender
+from training.scoring import load_registered_recommender
+from training.train_recommender import train_recommender
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from features.errors import InvalidInputError
 from features.load import write_store
 from features.sample import SampleConfig, generate_store
 from features.schema import StoreTables
+from features.window import default_as_of
 from rebuy.cli import app
 from training.registry import CHAMPION, RegistrySettings
 from training.repurchase import MODEL_FEATURES, RepurchaseModel, explain_rows
@@ -24,7 +25,7 @@ from training.scoring import (
     load_registered_scorer,
     score_feature_table,
 )
-from training.train_repurchase import TrainRepurchaseResult, default_as_of, train_repurchase
+from training.train_repurchase import TrainRepurchaseResult, train_repurchase
 
 SCORE_COLUMNS = [
     "user_id",
