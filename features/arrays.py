@@ -27,6 +27,7 @@ def event_type_codes(series: pd.Series) -> np.ndarray:
 
 
 def event_code(event_type: EventType) -> int:
+    """The code `event_type_codes` gives `event_type`."""
     return EVENT_TYPES.index(event_type.value)
 
 

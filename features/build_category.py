@@ -21,15 +21,12 @@ from features.arrays import (
     DAY_NS,
     category_codes,
     day_gaps,
-    event_code,
-    event_type_codes,
     group_median,
     ts_ns,
 )
 from features.build_stats import FeatureConfig, StoreStats, calc_store_stats, check_stats
 from features.schema import (
     CATEGORY,
-    EVENT_TYPE,
     FEATURE_CATEGORY_CYCLE_DAYS,
     FEATURE_DAYS_SINCE_LAST_PURCHASE,
     FEATURE_LAST_PURCHASE_TS,
@@ -44,9 +41,8 @@ from features.schema import (
     TS,
     TS_DTYPE,
     USER_ID,
-    EventType,
 )
-from features.window import check_as_of, history
+from features.window import check_as_of, purchases_before
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +190,7 @@ def build_user_category_features(
     if stats is None:
         stats = calc_store_stats(events, items, as_of=as_of, config=config)
     check_stats(stats, as_of)
-    hist = history(events, as_of)
-    purchases = hist.loc[event_type_codes(hist[EVENT_TYPE]) == event_code(EventType.PURCHASE)]
+    purchases = purchases_before(events, as_of)
     user_codes, user_ids = pd.factorize(purchases[USER_ID], sort=True)
     has_user = user_codes >= 0
     purchases = purchases.loc[has_user]

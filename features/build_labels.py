@@ -1,8 +1,9 @@
 """Labels over a horizon after a cut-off: will the user (or user x category) buy again, and when?
 
 The label window is ``[as_of, as_of + horizon_days)``; only purchases inside it are read (so
-labels never look at history and features never look at labels). A window reaching past the
-data cannot tell "no purchase" from "no data": it raises `InvalidInputError` when
+labels never look at history and features never look at labels). `build_value_targets` gives the
+purchase count and spend over the same window (the targets of the value models). A window reaching
+past the data cannot tell "no purchase" from "no data": it raises `InvalidInputError` when
 ``as_of + horizon_days`` is later than the last event plus one day, unless the caller passes
 ``allow_past_data_end=True`` (then a warning is logged and late purchases are simply missing).
 """
@@ -15,11 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.arrays import DAY_NS, category_codes, event_code, event_type_codes, ts_ns
+from features.arrays import DAY_NS, category_codes, purchase_cents, ts_ns
 from features.errors import InvalidInputError
 from features.schema import (
     CATEGORY,
-    EVENT_TYPE,
     ITEM_ID,
     LABEL_DAYS_TO_NEXT_PURCHASE,
     LABEL_NEXT_PURCHASE_OBSERVED,
@@ -27,9 +27,8 @@ from features.schema import (
     STRING,
     TS,
     USER_ID,
-    EventType,
 )
-from features.window import check_as_of, history
+from features.window import check_as_of, purchases_before, purchases_in_window
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +38,11 @@ LABEL_DTYPES: dict[str, object] = {
     LABEL_NEXT_PURCHASE_OBSERVED: "bool",
 }
 """Columns and dtypes of `build_labels` and `build_category_labels`, in order."""
+
+PURCHASES = "purchases"
+"""Value target: distinct purchase days in the window (float64)."""
+SPEND = "spend"
+"""Value target: spend in the window (float64, currency)."""
 
 _NO_TS = np.iinfo(np.int64).max
 
@@ -73,12 +77,8 @@ def _first_future_purchase(
     events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Purchases in the label window and their int64 ns timestamps."""
-    end = as_of + pd.Timedelta(days=int(horizon_days))
-    t = ts_ns(events[TS])
-    in_window = (t >= as_of.value) & (t < end.value)
-    in_window &= event_type_codes(events[EVENT_TYPE]) == event_code(EventType.PURCHASE)
-    future = events.loc[in_window]
-    return future, t[in_window]
+    future = purchases_in_window(events, as_of=as_of, horizon_days=int(horizon_days))
+    return future, ts_ns(future[TS])
 
 
 def _label_frame(
@@ -184,8 +184,7 @@ def build_repurchase_labels(
     """
     as_of = check_as_of(as_of)
     if user_ids is None:
-        hist = history(events, as_of)
-        bought = hist.loc[event_type_codes(hist[EVENT_TYPE]) == event_code(EventType.PURCHASE), USER_ID]
+        bought = purchases_before(events, as_of)[USER_ID]
         user_ids = pd.Index(bought.dropna().unique(), dtype=STRING).sort_values()
     labels = build_labels(
         events,
@@ -234,8 +233,7 @@ def build_category_labels(
         events, as_of=as_of, horizon_days=horizon_days, allow_past_data_end=allow_past_data_end
     )
     if pairs is None:
-        hist = history(events, as_of)
-        bought = hist.loc[event_type_codes(hist[EVENT_TYPE]) == event_code(EventType.PURCHASE)]
+        bought = purchases_before(events, as_of)
         codes, categories = category_codes(bought[ITEM_ID], items)
         known = (codes >= 0) & bought[USER_ID].notna().to_numpy()
         pairs_frame = pd.DataFrame(
@@ -267,3 +265,39 @@ def build_category_labels(
         int(out[LABEL_PURCHASED_IN_HORIZON].sum()),
     )
     return out
+
+
+def build_value_targets(
+    events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: int, user_ids: pd.Index
+) -> pd.DataFrame:
+    """Purchases (distinct purchase days) and spend per user in ``[as_of, as_of + horizon_days)``.
+
+    Parameters
+    ----------
+    events
+        Validated events table; only purchases inside the window are read
+        (`features.window.purchases_in_window`).
+    as_of
+        Start of the window, naive UTC.
+    horizon_days
+        Length of the window in days.
+    user_ids
+        Users to report; users without a purchase in the window get 0.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index `user_ids` (named ``user_id``); columns ``purchases`` (float64) and ``spend``
+        (float64, currency).
+    """
+    buys = purchases_in_window(events, as_of=as_of, horizon_days=horizon_days)
+    frame = pd.DataFrame(
+        {
+            USER_ID: buys[USER_ID].to_numpy(),
+            "day": ts_ns(buys[TS]) // DAY_NS,
+            SPEND: purchase_cents(buys) / 100.0,
+        }
+    )
+    grouped = frame.groupby(USER_ID)
+    out = pd.DataFrame({PURCHASES: grouped["day"].nunique().astype("float64"), SPEND: grouped[SPEND].sum()})
+    return out.reindex(pd.Index(user_ids, name=USER_ID), fill_value=0.0)

@@ -1,4 +1,4 @@
-"""Store-wide statistics, computed first, and helpers shared by the point-in-time builders.
+"""Store-wide statistics computed first (`StoreStats`) and the settings of the builders (`FeatureConfig`).
 
 Every builder in ``features/build_*.py`` works "as of" a cut-off: only events with
 ``ts < as_of`` are read, and nothing at or after ``as_of`` may influence a feature. Windows are

@@ -6,9 +6,10 @@ These are the only places a builder decides which events it may read.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from features.arrays import DAY_NS, ts_ns
+from features.arrays import DAY_NS, event_code, event_type_codes, ts_ns
 from features.errors import InvalidInputError
 from features.schema import EVENT_TYPE, TS, EventType, StoreTables
 
@@ -31,12 +32,38 @@ def history(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return events.loc[ts_ns(events[TS]) < as_of.value]
 
 
+def purchases_before(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Purchase events strictly before `as_of`: the purchase history (a selection, input untouched)."""
+    hist = history(events, as_of)
+    return hist.loc[_is_purchase(hist)]
+
+
 def purchases_in_window(events: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: float) -> pd.DataFrame:
-    """Purchase events with ``as_of <= ts < as_of + horizon_days`` (a selection; the input is not touched)."""
+    """Purchase events with ``as_of <= ts < as_of + horizon_days`` (a selection; the input is not touched).
+
+    Parameters
+    ----------
+    events
+        Events table (``ts`` datetime64, ``event_type``); other event types are ignored.
+    as_of
+        Start of the window (naive UTC), included.
+    horizon_days
+        Length of the window in days; the end ``as_of + horizon_days`` is excluded.
+
+    Returns
+    -------
+    pd.DataFrame
+        The rows of `events` in the window, in their order, with their index.
+    """
     tss = ts_ns(events[TS])
     end = as_of.value + round(horizon_days * DAY_NS)
-    mask = (tss >= as_of.value) & (tss < end) & (events[EVENT_TYPE].to_numpy() == EventType.PURCHASE.value)
+    mask = (tss >= as_of.value) & (tss < end) & _is_purchase(events)
     return events.loc[mask]
+
+
+def _is_purchase(events: pd.DataFrame) -> np.ndarray:
+    """Mask of the purchase events (missing or unknown event types are not purchases)."""
+    return event_type_codes(events[EVENT_TYPE]) == event_code(EventType.PURCHASE)
 
 
 def default_as_of(tables: StoreTables) -> pd.Timestamp:
