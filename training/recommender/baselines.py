@@ -14,6 +14,7 @@ most next purchases are repeats.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Self
 
@@ -25,15 +26,10 @@ from threadpoolctl import threadpool_limits
 
 from features.errors import InvalidInputError, NotFittedError
 from features.schema import ITEM_ID, STRING, USER_ID
-from training.recommender import (
-    IS_FALLBACK,
-    MAX_K,
-    RANK,
-    SCORE,
-    AlsConfig,
-    InteractionData,
-    fit_als,
-)
+from training.recommender.als import fit_als
+from training.recommender.columns import IS_FALLBACK, MAX_K, RANK, SCORE
+from training.recommender.config import AlsConfig
+from training.recommender.interactions import InteractionData
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +150,9 @@ class ItemKnnRecommender(_Base):
     def fit(self, data: InteractionData, *, show_progress: bool = False) -> Self:
         from implicit.nearest_neighbours import CosineRecommender
 
-        with threadpool_limits(1, "blas"):
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            # implicit transposes our CSR matrix to COO itself and then warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
             model = CosineRecommender(K=self.config.neighbours, num_threads=self.config.num_threads)
             model.fit(data.confidence, show_progress=show_progress)
         self._similarity = model.similarity.tocsr()

@@ -16,9 +16,12 @@ import pandas as pd
 from mlflow.models import set_model
 
 from features.schema import USER_ID
-from training.recommender import Recommender
+from training.recommender.model import Recommender
 
+PYFUNC_CODE_PATH = Path(__file__)
+"""This file: what `mlflow.pyfunc.log_model(python_model=...)` logs as the model's code."""
 MODEL_DIR_ARTIFACT = "model_dir"
+"""Name of the artifact holding the saved `Recommender` folder."""
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from features.sample import SampleConfig, generate_store
+from training.pipelines.train_recommender import train_recommender
 from training.recommender import RecommenderConfig
 from training.registry import CHALLENGER, CHAMPION, RECOMMENDER_MODEL, RegistrySettings
 from training.scoring import load_registered_recommender
-from training.train_recommender import train_recommender
 
 
 @pytest.mark.slow

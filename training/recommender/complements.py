@@ -1,0 +1,177 @@
+"""Item-to-item: complements (bought together, other categories) and similar items (co-interaction).
+
+Complements: items bought by the same user in the same order or within ``window_days``,
+cosine-normalised co-occurrence shrunk by its count, other categories only (cat food -> litter),
+top ``max_per_item`` per item; brand-new items take the mean row of their category. Similar
+items: cosine co-occurrence of the users who interacted with both items (any category).
+`similar_items_frame` answers `Recommender.similar_items` from the fitted matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.schema import ITEM_ID
+from training.recommender.columns import (
+    IS_FALLBACK,
+    RANK,
+    REASON,
+    REASON_COMPLEMENT,
+    REASON_POPULAR,
+    REASON_POPULAR_IN,
+    REASON_SIMILAR,
+    SCORE,
+    SIMILAR_COLUMNS,
+    SOURCE_ITEM_ID,
+    output_frame,
+)
+from training.recommender.config import ComplementConfig
+from training.recommender.interactions import DAY, ITEM_IDX, USER_IDX
+from training.recommender.state import State
+from training.recommender.topk import top_per_row
+
+
+def fit_complements(
+    purchases: pd.DataFrame, n_items: int, item_category: np.ndarray, config: ComplementConfig
+) -> sp.csr_matrix:
+    """Cross-category co-purchase (same user, within ``window_days``), cosine-normalised, top-M per row."""
+    if purchases.empty:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    user = purchases[USER_IDX].to_numpy(np.int64)
+    day = np.floor(purchases[DAY].to_numpy()).astype(np.int64)
+    item = purchases[ITEM_IDX].to_numpy(np.int64)
+    day0 = day.min() - config.window_days - 1
+    span = int(day.max() - day0 + config.window_days + 2)
+    key = user * span + (day - day0)
+    row_keys, row_of = np.unique(key, return_inverse=True)
+    x = sp.csr_matrix((np.ones(len(item), dtype=np.float32), (row_of, item)), shape=(len(row_keys), n_items))
+    x.data[:] = 1.0
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    rows, cols = [], []
+    for offset in range(-config.window_days, config.window_days + 1):
+        if offset == 0:
+            continue
+        shifted = key + offset
+        pos = np.searchsorted(row_keys, shifted)
+        pos = np.minimum(pos, len(row_keys) - 1)
+        hit = row_keys[pos] == shifted
+        rows.append(pos[hit])
+        cols.append(item[hit])
+    if rows:
+        y_rows, y_cols = np.concatenate(rows), np.concatenate(cols)
+        y = sp.csr_matrix((np.ones(len(y_rows), dtype=np.float32), (y_rows, y_cols)), shape=x.shape)
+        y.sum_duplicates()
+        y.data[:] = 1.0
+        y = (x + y).tocsr()
+        y.data[:] = 1.0
+    else:
+        y = x
+    co = (x.T @ y).tocsr().astype(np.float64)
+    co = ((co + co.T) * 0.5).tocoo()
+    n_i = np.asarray(x.sum(axis=0)).ravel()
+    keep = (
+        (co.row != co.col) & (co.data >= config.min_count) & (item_category[co.row] != item_category[co.col])
+    )
+    r, c, v = co.row[keep], co.col[keep], co.data[keep]
+    score = v / np.sqrt(n_i[r] * n_i[c]) * (v / (v + config.shrink))
+    out = sp.csr_matrix((score, (r, c)), shape=(n_items, n_items))
+    return top_per_row(out, config.max_per_item).astype(np.float32)
+
+
+def fill_new_item_complements(
+    comp: sp.csr_matrix, item_category: np.ndarray, seen: np.ndarray
+) -> sp.csr_matrix:
+    """Give each brand-new item (not `seen` in any event) the mean complement row of its category."""
+    if (~seen).any():
+        comp = comp.tolil()
+        for code in np.unique(item_category[~seen]):
+            same = np.flatnonzero((item_category == code) & seen)
+            if len(same):
+                row = sp.csr_matrix(comp[same].mean(axis=0))
+                for idx in np.flatnonzero((item_category == code) & ~seen):
+                    comp[idx] = row
+        comp = comp.tocsr().astype(np.float32)
+    return comp
+
+
+def fit_similar_items(confidence: sp.csr_matrix, n_items: int, config: ComplementConfig) -> sp.csr_matrix:
+    """Cosine co-occurrence of the users who interacted with both items, top ``max_per_item`` per item."""
+    binary = confidence.copy()
+    binary.data[:] = 1.0
+    n_by_item = np.asarray(binary.sum(axis=0)).ravel()
+    co = (binary.T @ binary).tocoo()
+    off_diag = (co.row != co.col) & (co.data >= config.min_count)
+    sim_score = co.data[off_diag] / np.sqrt(n_by_item[co.row[off_diag]] * n_by_item[co.col[off_diag]])
+    return top_per_row(
+        sp.csr_matrix((sim_score, (co.row[off_diag], co.col[off_diag])), shape=(n_items, n_items)),
+        config.max_per_item,
+    ).astype(np.float32)
+
+
+def similar_items_frame(
+    state: State,
+    item_ids: Sequence[str],
+    *,
+    k: int,
+    kind: Literal["complement", "similar"],
+    category: str | None,
+) -> pd.DataFrame:
+    """Top-`k` complements or similar items of each item, padded with popular items.
+
+    Unknown items get store-wide popular items (or popular in `category` when given);
+    brand-new items (no events) are answered from their category; both with ``is_fallback``.
+    `k` and `kind` are already checked (see `Recommender.similar_items` for the columns).
+    """
+    sources = pd.Series(list(item_ids), dtype=object).astype(str).to_numpy()
+    idx = state.items.to_idx(sources)
+    out: dict[str, list[Any]] = {c: [] for c in SIMILAR_COLUMNS}
+    pop_order = np.lexsort((np.arange(len(state.items)), -state.popularity))
+    for src, i in zip(sources, idx, strict=True):
+        items: list[int] = []
+        scores: list[float] = []
+        reasons: list[str] = []
+        if i >= 0:
+            if kind == "complement":
+                row = state.complements.getrow(i)
+                order = np.lexsort((row.indices, -row.data))
+                items = row.indices[order].astype(int).tolist()[:k]
+                scores = row.data[order].astype(float).tolist()[:k]
+                reasons = [REASON_COMPLEMENT + src] * len(items)
+            else:
+                row = state.similar.getrow(i)
+                order = np.lexsort((row.indices, -row.data))
+                items = row.indices[order].astype(int).tolist()[:k]
+                scores = row.data[order].astype(float).tolist()[:k]
+                reasons = [REASON_SIMILAR + src] * len(items)
+        fallback = i < 0 or bool(state.item_is_new[i])
+        if len(items) < k:
+            if i >= 0 and kind == "similar":
+                pool = pop_order[state.item_category[pop_order] == state.item_category[i]]
+                fill_reason = REASON_POPULAR_IN + state.categories[state.item_category[i]]
+            elif category is not None and category in state.categories:
+                pool = pop_order[state.item_category[pop_order] == state.categories.index(category)]
+                fill_reason = REASON_POPULAR_IN + category
+            else:
+                pool = pop_order
+                fill_reason = REASON_POPULAR
+            taken = set(items) | ({int(i)} if i >= 0 else set())
+            low = min(scores) if scores else 0.0
+            for j in [int(x) for x in pool if int(x) not in taken][: k - len(items)]:
+                items.append(j)
+                scores.append(low - 1.0 - len(scores))
+                reasons.append(fill_reason)
+            fallback = fallback or i < 0
+        n = len(items)
+        out[SOURCE_ITEM_ID].extend([src] * n)
+        out[ITEM_ID].extend(state.items.ids[np.asarray(items, dtype=np.int64)].tolist())
+        out[SCORE].extend(scores)
+        out[RANK].extend(range(1, n + 1))
+        out[REASON].extend(reasons)
+        out[IS_FALLBACK].extend([fallback or r.startswith(REASON_POPULAR) for r in reasons])
+    return output_frame(SIMILAR_COLUMNS, out)

@@ -1,0 +1,200 @@
+"""The re-ranker: LightGBM LambdaRank over the candidate rows, trained on the window before ``as_of``.
+
+`train_reranker` refits every piece as of ``as_of - horizon_days`` (never on what follows
+``as_of``), builds the candidate rows of up to ``max_users`` users who bought in
+``[as_of - horizon_days, as_of)``, labels a row 1 when the user bought the item in that window,
+and trains LambdaRank (early stopping on a share of the users). Fewer than 10 such users: no
+re-ranker, the recommender falls back to the fixed blend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.schema import ITEM_ID, USER_ID, StoreTables
+from features.window import purchases_in_window
+from training.recommender.buy_again import BuyAgainScorer
+from training.recommender.candidates import Request, batches, candidate_rows
+from training.recommender.columns import MAX_K
+from training.recommender.config import RecommenderConfig, RerankerConfig
+from training.recommender.fitting import fit_state
+from training.recommender.rerank_features import CATEGORICAL_FEATURES, FEATURES
+from training.recommender.state import State
+
+logger = logging.getLogger(__name__)
+
+
+def lgb_params(config: RerankerConfig) -> dict[str, Any]:
+    """LightGBM parameters of the LambdaRank re-ranker (deterministic, NDCG@10)."""
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [10],
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_data_in_leaf": config.min_data_in_leaf,
+        "feature_fraction": 0.9,
+        "lambdarank_truncation_level": 20,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": config.num_threads,
+        "verbose": -1,
+    }
+
+
+def reranker_labels(
+    tables: StoreTables, state: State, *, start: pd.Timestamp, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positives: (user, item) bought in ``[start, start + horizon_days)``, both known to `state`.
+
+    Returns
+    -------
+    label_keys
+        Sorted ``user_idx * n_items + item_idx`` of the bought pairs.
+    users
+        Sorted user positions with at least one such pair.
+    """
+    window = purchases_in_window(tables.events, as_of=start, horizon_days=horizon_days)
+    window = window.loc[window[ITEM_ID].notna().to_numpy()]
+    labels = window[[USER_ID, ITEM_ID]].astype(str).drop_duplicates()
+    label_users = state.users.to_idx(labels[USER_ID].to_numpy())
+    label_items = state.items.to_idx(labels[ITEM_ID].to_numpy())
+    ok = (label_users >= 0) & (label_items >= 0)
+    label_keys = np.unique(label_users[ok] * len(state.items) + label_items[ok])
+    return label_keys, np.unique(label_users[ok])
+
+
+def _training_rows(
+    state: State,
+    config: RecommenderConfig,
+    scorer: BuyAgainScorer,
+    users: np.ndarray,
+    label_keys: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, label, user position) of every candidate row of `users`, grouped by user."""
+    request = Request(
+        allowed=np.ones(len(state.items), dtype=bool), recent_items=np.zeros(0, np.int64), k=MAX_K
+    )
+    xs, ys, groups_user = [], [], []
+    for sl in batches(len(users), len(state.items)):
+        rows = candidate_rows(state, config, scorer, users[sl], request, with_blend=False)
+        uidx = users[sl][rows.user_pos]
+        ys.append(np.isin(uidx * len(state.items) + rows.item_idx, label_keys).astype(np.float64))
+        xs.append(rows.features)
+        groups_user.append(uidx)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups_user)
+
+
+def _fit_lambdarank(
+    x: np.ndarray,
+    y: np.ndarray,
+    gu: np.ndarray,
+    pos_users: np.ndarray,
+    config: RerankerConfig,
+    rng: np.random.Generator,
+) -> lgb.Booster:
+    """LambdaRank on rows grouped by user; a `validation_share` of the users drives early stopping."""
+    rc = config
+    perm_users = rng.permutation(pos_users)
+    n_valid = int(len(perm_users) * rc.validation_share)
+    valid_users = np.sort(perm_users[:n_valid])
+    is_valid = np.isin(gu, valid_users)
+
+    def dataset(mask: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        _, counts = np.unique(gu[mask], return_counts=True)
+        return lgb.Dataset(
+            x[mask],
+            label=y[mask],
+            group=counts,
+            feature_name=list(FEATURES),
+            categorical_feature=list(CATEGORICAL_FEATURES),
+            reference=reference,
+            free_raw_data=True,
+        )
+
+    train_set = dataset(~is_valid)
+    callbacks = []
+    valid_sets = []
+    if n_valid >= 10:
+        valid_sets = [dataset(is_valid, train_set)]
+        callbacks.append(lgb.early_stopping(rc.early_stopping_rounds, verbose=False))
+    booster = lgb.train(
+        lgb_params(rc),
+        train_set,
+        num_boost_round=rc.n_estimators,
+        valid_sets=valid_sets,
+        callbacks=callbacks,
+    )
+    if valid_sets:
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    return booster
+
+
+def train_reranker(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    config: RecommenderConfig,
+    scorer: BuyAgainScorer,
+    show_progress: bool = False,
+) -> tuple[lgb.Booster | None, dict[str, Any]]:
+    """LambdaRank on the window ``[as_of - horizon_days, as_of)``, with pieces fitted before it.
+
+    Returns
+    -------
+    booster
+        The trained re-ranker, or None when fewer than 10 users bought in the window.
+    info
+        ``reranker_window_start``, ``reranker_users`` and, when trained, ``reranker_rows``,
+        ``reranker_positive_rate``, ``reranker_candidate_recall``, ``reranker_trees``,
+        ``reranker_seconds``.
+    """
+    rc = config.reranker
+    started = time.perf_counter()
+    start = as_of - pd.Timedelta(days=rc.horizon_days)
+    state = fit_state(tables, as_of=start, config=config, show_progress=show_progress)
+    label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
+    rng = np.random.default_rng(rc.seed)
+    if len(users) > rc.max_users:
+        users = np.sort(rng.choice(users, size=rc.max_users, replace=False))
+    info: dict[str, Any] = {"reranker_window_start": str(start), "reranker_users": len(users)}
+    if len(users) < 10:
+        logger.warning(
+            "re-ranker: only %d users with purchases in [%s, %s); using the blend", len(users), start, as_of
+        )
+        return None, info
+    x, y, gu = _training_rows(state, config, scorer, users, label_keys)
+    n_label_pairs = int(np.isin(label_keys // len(state.items), users).sum())
+    candidate_recall = float(y.sum() / n_label_pairs) if n_label_pairs else math.nan
+    # rows come grouped by user already; keep users with at least one positive candidate
+    pos_users = np.unique(gu[y > 0])
+    keep = np.isin(gu, pos_users)
+    x, y, gu = x[keep], y[keep], gu[keep]
+    booster = _fit_lambdarank(x, y, gu, pos_users, rc, rng)
+    info.update(
+        {
+            "reranker_rows": len(y),
+            "reranker_positive_rate": float(y.mean()) if len(y) else math.nan,
+            "reranker_candidate_recall": candidate_recall,
+            "reranker_trees": booster.num_trees(),
+            "reranker_seconds": time.perf_counter() - started,
+        }
+    )
+    logger.info(
+        "re-ranker trained on [%s, %s): %d users, %d rows, %d trees, %.1fs",
+        start,
+        as_of,
+        len(pos_users),
+        len(y),
+        booster.num_trees(),
+        time.perf_counter() - started,
+    )
+    return booster, info
