@@ -1,8 +1,9 @@
 """MLflow models-from-code entry for ``rebuy-repurchase`` and ``rebuy-timing``.
 
-Logged with ``python_model=<this file>`` and ``artifacts={"model_dir": folder}``; MLflow runs this
-file when loading and it calls `mlflow.models.set_model`. ``predict`` takes a frame with a
-``user_id`` column (and ``category`` for the timing model) and returns the campaign scores
+Logged by `training.pipelines.train_repurchase` (its ``MODEL_CODE_PATH`` names this file) with
+``python_model=<this file>`` and ``artifacts={"model_dir": folder}``; MLflow runs this file when
+loading and it calls `mlflow.models.set_model`. ``predict`` takes a frame with a ``user_id``
+column (and ``category`` for the timing model) and returns the campaign scores
 (`training.scoring.SCORE_DTYPES`) or the reminder timing per user x category.
 """
 
@@ -28,10 +29,14 @@ class CampaignModel(mlflow.pyfunc.PythonModel):
         self._scorer: CampaignScorer | None = None
 
     def _get_scorer(self) -> Any:
+        """The scorer of this folder, built on first use: both bundles' or the timing one alone."""
         from training.scoring import CampaignScorer
 
         if self._scorer is None:
-            self._scorer = CampaignScorer.from_dirs(self.model_dir, None)
+            if self.kind == "repurchase":
+                self._scorer = CampaignScorer.from_dirs(self.model_dir, None)
+            else:
+                self._scorer = CampaignScorer.from_timing_dir(self.model_dir)
         return self._scorer
 
     def predict(
@@ -42,10 +47,8 @@ class CampaignModel(mlflow.pyfunc.PythonModel):
         ids = model_input[USER_ID].astype(str).tolist()
         if self.kind == "repurchase":
             return self._get_scorer().score(ids)
-        from training.scoring import timing_frame
-
         categories = sorted(set(model_input[CATEGORY].astype(str))) if CATEGORY in model_input else None
-        return timing_frame(self.model_dir, ids, categories=categories)
+        return self._get_scorer().reminder_timing(ids, categories=categories)
 
 
 set_model(CampaignModel())

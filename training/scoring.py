@@ -23,12 +23,15 @@ import pandas as pd
 from features.build_user import USER_FEATURE_DTYPES
 from features.errors import InvalidInputError
 from features.schema import AS_OF, CATEGORY, FEATURE_SEGMENT, FEATURE_TENURE_DAYS, USER_ID, Segment
-from training.policy import apply_policy
+from features.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features
 from training.recommender import Recommender
 from training.registry import CHAMPION, RECOMMENDER_MODEL, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings
-from training.repurchase import PurchaseCountModel, RepurchaseModel, explain_rows, risk_band
-from training.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features, reminder_timestamps
-from training.train_repurchase import RepurchaseBundle, TimingBundle
+from training.repurchase.bundle import RepurchaseBundle
+from training.repurchase.explain import explain_rows
+from training.repurchase.model import PurchaseCountModel, RepurchaseModel
+from training.repurchase.policy import apply_policy, risk_band
+from training.timing.bundle import TimingBundle
+from training.timing.schedule import reminder_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -201,33 +204,54 @@ def cold_start_features(template: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataF
 
 
 class CampaignScorer:
-    """Champion repurchase + timing bundles and their feature snapshot, scored once on load."""
+    """Champion repurchase + timing bundles and their feature snapshot, scored once on load.
+
+    Build it with `load`, `from_dirs` or `from_timing_dir` (or the constructor). Without a
+    repurchase bundle (the ``rebuy-timing`` model alone) only `reminder_timing` answers.
+    """
 
     def __init__(
         self,
-        repurchase: RepurchaseBundle,
+        repurchase: RepurchaseBundle | None,
         timing: TimingBundle | None,
         *,
         features: pd.DataFrame,
         pairs: pd.DataFrame | None,
         as_of: pd.Timestamp,
     ) -> None:
+        if repurchase is None and timing is None:
+            raise InvalidInputError("CampaignScorer: needs a repurchase or a timing bundle, got neither")
         self.repurchase = repurchase
         self.timing = timing
         self.as_of = as_of
         self.features = features
         self.pairs = pairs
         started = time.perf_counter()
-        self.scores_ = score_feature_table(
-            features, repurchase=repurchase, timing=timing, as_of=as_of
-        ).set_index(USER_ID)
-        cold = cold_start_features(features, as_of)
-        if ACTIVE_HOUR in cold.columns and timing is not None:
-            cold[ACTIVE_HOUR] = timing.store_hour
-        cold_scores = score_feature_table(cold, repurchase=repurchase, timing=timing, as_of=as_of)
-        cold_scores[TOP_REASONS] = UNKNOWN_REASON
-        cold_scores[IS_KNOWN] = False
-        self.cold_ = cold_scores.iloc[0]
+        if repurchase is not None:
+            self.scores_ = score_feature_table(
+                features, repurchase=repurchase, timing=timing, as_of=as_of
+            ).set_index(USER_ID)
+            cold = cold_start_features(features, as_of)
+            if ACTIVE_HOUR in cold.columns and timing is not None:
+                cold[ACTIVE_HOUR] = timing.store_hour
+            cold_scores = score_feature_table(cold, repurchase=repurchase, timing=timing, as_of=as_of)
+            cold_scores[TOP_REASONS] = UNKNOWN_REASON
+            cold_scores[IS_KNOWN] = False
+            self.cold_ = cold_scores.iloc[0]
+        else:  # timing alone: the reminder hour of each user (its time on the cut-off day)
+            assert timing is not None
+            hours = (
+                features[ACTIVE_HOUR].to_numpy("int64")
+                if ACTIVE_HOUR in features
+                else np.full(len(features), timing.store_hour)
+            )
+            self.scores_ = pd.DataFrame(
+                {REMINDER_AT: reminder_timestamps(as_of, np.zeros(len(features)), hours)},
+                index=features.index,
+            )
+            self.cold_ = pd.Series(
+                {REMINDER_AT: reminder_timestamps(as_of, np.zeros(1), np.array([timing.store_hour]))[0]}
+            )
         self.pair_scores_ = self._score_pairs()
         logger.info(
             "campaign scorer: %d users, %d user x category pairs as of %s ready in %.2fs",
@@ -265,7 +289,14 @@ class CampaignScorer:
         pd.DataFrame
             RangeIndex; `SCORE_DTYPES` columns. Unknown ids: ``is_known`` False, the scores of
             a new customer without history and ``top_reasons`` saying so.
+
+        Raises
+        ------
+        InvalidInputError
+            The scorer has no repurchase bundle (`from_timing_dir`).
         """
+        if self.repurchase is None:
+            raise InvalidInputError("score: this scorer has no repurchase bundle (timing only)")
         if user_ids is None:
             return self.scores_.reset_index().astype(SCORE_DTYPES)
         ids = pd.Index(pd.Series(list(user_ids), dtype="object").astype("str"), name=USER_ID)
@@ -285,6 +316,20 @@ class CampaignScorer:
                 out.loc[~known, col] = self.cold_[col] if col != IS_KNOWN else False
         out[IS_KNOWN] = known
         return out.reset_index().astype(SCORE_DTYPES)
+
+    def _reminder_hours(self, user_ids: pd.Index) -> np.ndarray:
+        """int64 hour of day of each user's reminder: the snapshot's, the cold-start one for
+        unknown ids, the store hour where there is none."""
+        assert self.timing is not None
+        pos = self.scores_.index.get_indexer(user_ids)
+        at = pd.Series(
+            self.scores_[REMINDER_AT].to_numpy()[np.maximum(pos, 0)]
+            if len(self.scores_)
+            else np.full(len(pos), np.datetime64("NaT"), dtype="datetime64[ns]"),
+            dtype="datetime64[ns]",
+        )
+        at[pos < 0] = self.cold_[REMINDER_AT]
+        return at.dt.hour.fillna(self.timing.store_hour).to_numpy("int64")
 
     def reminder_timing(
         self, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
@@ -344,15 +389,11 @@ class CampaignScorer:
                 ]
             )
             lead = self.timing.category.lead_days_ if self.timing.category is not None else 0
-            hour = self.score(wanted.get_level_values(USER_ID)[~known])[REMINDER_AT].dt.hour.fillna(
-                self.timing.store_hour
-            )
+            hour = self._reminder_hours(wanted.get_level_values(USER_ID)[~known])
             next_date[~known] = (
                 (self.as_of.value + np.round(cycle * 86_400) * 10**9).astype("int64").astype("datetime64[ns]")
             )
-            reminder[~known] = reminder_timestamps(
-                self.as_of, np.maximum(np.floor(cycle) - lead, 0), hour.to_numpy("int64")
-            )
+            reminder[~known] = reminder_timestamps(self.as_of, np.maximum(np.floor(cycle) - lead, 0), hour)
         return pd.DataFrame(
             {
                 USER_ID: wanted.get_level_values(USER_ID).to_numpy(object),
@@ -366,29 +407,32 @@ class CampaignScorer:
     # --- loading
     @classmethod
     def from_dirs(cls, repurchase_dir: Path, timing_dir: Path | None) -> Self:
-        """Bundles saved by `train_repurchase` (``repurchase/`` and ``timing/`` folders)."""
+        """Bundles saved by `train_repurchase` (``repurchase/`` and ``timing/`` folders).
+
+        The feature snapshot is the repurchase folder's; the user x category snapshot the
+        timing folder's.
+        """
         repurchase = RepurchaseBundle.load(repurchase_dir)
         timing = TimingBundle.load(timing_dir) if timing_dir is not None else None
-        snap = repurchase_dir / "snapshot"
-        features = pd.read_parquet(snap / "features.parquet")
-        meta = json.loads((snap / "snapshot.json").read_text())
-        as_of = pd.Timestamp(meta[AS_OF])
+        features, as_of = _read_snapshot(repurchase_dir)
         pairs = None
         if timing_dir is not None:
-            tsnap = timing_dir / "snapshot"
-            t_meta = json.loads((tsnap / "snapshot.json").read_text())
-            if pd.Timestamp(t_meta[AS_OF]) != as_of:
+            t_as_of = _read_snapshot_as_of(timing_dir)
+            if t_as_of != as_of:
                 logger.warning(
                     "timing snapshot is as of %s but repurchase snapshot as of %s; using the repurchase one",
-                    t_meta[AS_OF],
+                    t_as_of,
                     as_of,
                 )
-            pairs = pd.read_parquet(tsnap / "user_category_features.parquet").set_index([USER_ID, CATEGORY])
-            pairs = join_pair_features(
-                features,
-                pairs[[c for c in pairs.columns if c.startswith("cat_")]].rename(columns=lambda c: c[4:]),
-            )
+            pairs = _read_pairs(timing_dir, features)
         return cls(repurchase, timing, features=features, pairs=pairs, as_of=as_of)
+
+    @classmethod
+    def from_timing_dir(cls, timing_dir: Path) -> Self:
+        """The timing bundle alone with its snapshot (the ``rebuy-timing`` pyfunc): `reminder_timing` only."""
+        timing = TimingBundle.load(timing_dir)
+        features, as_of = _read_snapshot(timing_dir)
+        return cls(None, timing, features=features, pairs=_read_pairs(timing_dir, features), as_of=as_of)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -401,33 +445,23 @@ class CampaignScorer:
         return cls.from_dirs(path / "repurchase", timing if (timing / "bundle.json").exists() else None)
 
 
-def timing_frame(
-    timing_dir: Path, user_ids: Sequence[str], *, categories: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """`CampaignScorer.reminder_timing` from a timing folder alone (the ``rebuy-timing`` pyfunc)."""
-    timing = TimingBundle.load(timing_dir)
-    snap = timing_dir / "snapshot"
-    features = pd.read_parquet(snap / "features.parquet")
-    as_of = pd.Timestamp(json.loads((snap / "snapshot.json").read_text())[AS_OF])
-    pairs = pd.read_parquet(snap / "user_category_features.parquet").set_index([USER_ID, CATEGORY])
-    pairs = join_pair_features(
+def _read_snapshot_as_of(bundle_dir: Path) -> pd.Timestamp:
+    return pd.Timestamp(json.loads((bundle_dir / "snapshot" / "snapshot.json").read_text())[AS_OF])
+
+
+def _read_snapshot(bundle_dir: Path) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The user feature snapshot stored with a bundle and its cut-off."""
+    return pd.read_parquet(bundle_dir / "snapshot" / "features.parquet"), _read_snapshot_as_of(bundle_dir)
+
+
+def _read_pairs(bundle_dir: Path, features: pd.DataFrame) -> pd.DataFrame:
+    """The user x category snapshot stored with a bundle, joined to the user features."""
+    pairs = pd.read_parquet(bundle_dir / "snapshot" / "user_category_features.parquet").set_index(
+        [USER_ID, CATEGORY]
+    )
+    return join_pair_features(
         features, pairs[[c for c in pairs.columns if c.startswith("cat_")]].rename(columns=lambda c: c[4:])
     )
-    scorer = CampaignScorer.__new__(CampaignScorer)
-    scorer.timing, scorer.as_of, scorer.features, scorer.pairs = timing, as_of, features, pairs
-    hours = (
-        features[ACTIVE_HOUR].to_numpy("int64")
-        if ACTIVE_HOUR in features
-        else np.full(len(features), timing.store_hour)
-    )
-    scorer.scores_ = pd.DataFrame(
-        {REMINDER_AT: reminder_timestamps(as_of, np.zeros(len(features)), hours)}, index=features.index
-    )
-    scorer.pair_scores_ = scorer._score_pairs()
-    scorer.cold_ = pd.Series(
-        {REMINDER_AT: reminder_timestamps(as_of, np.zeros(1), np.array([timing.store_hour]))[0]}
-    )
-    return scorer.reminder_timing(user_ids, categories=categories)
 
 
 def registered_model_dir(

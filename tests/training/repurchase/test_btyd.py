@@ -1,30 +1,14 @@
-"""BG/NBD and Pareto/NBD against the published estimates on the CDNOW sample (Fader, Hardie & Lee 2005)."""
+"""The BTYD summary (x, t_x, T) against the published CDNOW sample, and the shared fitter's checks."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 import pytest
 
 from features.errors import InvalidInputError, NotFittedError
-from training.btyd import AGE, FREQUENCY, RECENCY, BgNbdModel, ParetoNbdModel, build_rfm_summary
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "cdnow_sample.txt"
-
-
-@pytest.fixture(scope="module")
-def cdnow_summary() -> pd.DataFrame:
-    raw = pd.read_csv(FIXTURE, sep=r"\s+", header=None, names=["cid", "idx", "date", "cds", "usd"], dtype=str)
-    events = pd.DataFrame(
-        {
-            "user_id": raw["cid"],
-            "event_type": "purchase",
-            "ts": pd.to_datetime(raw["date"], format="%Y%m%d"),
-        }
-    )
-    return build_rfm_summary(events, as_of=pd.Timestamp("1997-10-01"))  # 39 weeks from 1997-01-01
+from training.repurchase.bgnbd import BgNbdModel
+from training.repurchase.btyd import AGE, FREQUENCY, RECENCY, build_rfm_summary
+from training.repurchase.paretonbd import ParetoNbdModel
 
 
 def test_summary_matches_the_published_cdnow_sample(cdnow_summary: pd.DataFrame) -> None:
@@ -33,44 +17,33 @@ def test_summary_matches_the_published_cdnow_sample(cdnow_summary: pd.DataFrame)
     assert cdnow_summary[AGE].max() == pytest.approx(38.857, abs=1e-3)
 
 
-def test_bgnbd_recovers_published_estimates(cdnow_summary: pd.DataFrame) -> None:
-    model = BgNbdModel().fit_summary(cdnow_summary)
-    expected = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
-    for name, value in expected.items():
-        assert model.params[name] == pytest.approx(value, abs=2e-3), name
-    assert model.log_likelihood_ == pytest.approx(-9582.4, abs=0.1)  # reported in the paper
-
-
-def test_paretonbd_recovers_published_estimates(cdnow_summary: pd.DataFrame) -> None:
-    model = ParetoNbdModel().fit_summary(cdnow_summary)
-    expected = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
-    for name, value in expected.items():
-        assert model.params[name] == pytest.approx(value, rel=5e-3), name
-    assert model.log_likelihood_ == pytest.approx(-9595.0, abs=0.5)
-
-
-def test_conditional_expectation_grows_with_frequency_and_falls_with_recency_gap() -> None:
-    model = BgNbdModel()
-    model.params_ = np.array([0.243, 4.414, 0.793, 2.426])
-    summary = pd.DataFrame(
-        {
-            FREQUENCY: [0, 2, 2, 10],
-            RECENCY: [0.0, 30.0, 5.0, 30.0],  # row 2: bought twice but long ago
-            AGE: [38.0, 38.0, 38.0, 38.0],
-        }
-    )
-    e = model.expected_purchases_summary(summary, horizon_days=39 * 7).to_numpy()
-    assert e[1] > e[0] and e[3] > e[1] and e[2] < e[1]
-    # published example (Fader et al. 2005, section 4): x=2, t_x=30.43, T=38.86, t=39 -> 1.226
-    one = pd.DataFrame({FREQUENCY: [2], RECENCY: [30.43], AGE: [38.86]})
-    assert model.expected_purchases_summary(one, horizon_days=39 * 7).iloc[0] == pytest.approx(
-        1.226, abs=2e-3
-    )
-
-
 def test_bad_summary_and_unfitted_model_fail_clearly() -> None:
     with pytest.raises(NotFittedError, match="ParetoNbdModel"):
         _ = ParetoNbdModel().params
     bad = pd.DataFrame({FREQUENCY: [1], RECENCY: [5.0], AGE: [2.0]}, index=pd.Index(["u1"]))
     with pytest.raises(InvalidInputError, match="u1"):
         BgNbdModel().fit_summary(bad)
+
+
+def test_summary_counts_purchase_days_and_ignores_the_cutoff_day_on() -> None:
+    events = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "a", "b", "c"],
+            "event_type": ["purchase", "purchase", "purchase", "login", "purchase", "purchase"],
+            "ts": pd.to_datetime(
+                [
+                    "2024-01-01 09:00",  # a: first purchase day
+                    "2024-01-01 18:00",  # a: same day, not a repeat
+                    "2024-01-15 10:00",  # a: repeat on day 14
+                    "2024-01-20 10:00",  # a login: not a purchase
+                    "2024-01-29 10:00",  # b: one purchase, on the last day before as_of
+                    "2024-01-30 00:00",  # c: at as_of, ignored
+                ]
+            ),
+        }
+    ).sample(frac=1.0, random_state=2)
+    summary = build_rfm_summary(events, as_of=pd.Timestamp("2024-01-30"), time_unit_days=7.0)
+    assert summary.index.tolist() == ["a", "b"]
+    assert summary.loc["a"].tolist() == [1.0, 2.0, 4.0]  # x = 1; t_x = 14 days; T = 28 days (to Jan 29)
+    assert summary.loc["b"].tolist() == [0.0, 0.0, 0.0]
+    assert summary[FREQUENCY].dtype == "int64"

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from features.sample import SampleConfig, generate_store
-from training.repurchase import Calibrator, RepurchaseConfig
-from training.train_repurchase import FeatureCache, RepurchaseBundle, fit_repurchase_bundle
+from training.feature_cache import FeatureCache
+from training.repurchase.bundle import RepurchaseBundle, fit_repurchase_bundle
+from training.repurchase.calibration import Calibrator
+from training.repurchase.config import RepurchaseConfig
 
 
 def overconfident_scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
