@@ -21,9 +21,9 @@ import pandas as pd
 
 from features.sample import SampleConfig, generate_store
 from features.window import default_as_of
+from training.pipelines.train_repurchase import train_repurchase
 from training.registry import RegistrySettings
 from training.scoring import load_registered_bundles, load_registered_scorer, score_feature_table
-from training.train_repurchase import train_repurchase
 
 
 def main(argv: list[str] | None = None) -> int:

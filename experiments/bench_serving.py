@@ -47,11 +47,11 @@ def _free_port() -> int:
 def _train_home(users: int, seed: int) -> Path:
     from features.sample import SampleConfig, generate_store
     from features.window import default_as_of
+    from training.pipelines.train_recommender import train_recommender
+    from training.pipelines.train_repurchase import train_repurchase
     from training.recommender import load_recommender_config
     from training.registry import RegistrySettings
-    from training.repurchase import load_repurchase_config
-    from training.train_recommender import train_recommender
-    from training.train_repurchase import train_repurchase
+    from training.repurchase.config import load_repurchase_config
 
     home = Path(tempfile.mkdtemp(prefix="rebuy-bench-serving-"))
     settings = RegistrySettings.from_env({"REBUY_HOME": str(home)})

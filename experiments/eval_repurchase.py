@@ -18,14 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from features.schema import FEATURE_ORDERS_365D, FEATURE_SPEND_365D, StoreTables
+from training.pipelines.evaluate_repurchase import RepurchaseEvaluation, evaluate_repurchase
+from training.pipelines.evaluate_timing import TimingEvaluation, evaluate_timing
 from training.registry import RegistrySettings
-from training.repurchase import RepurchaseConfig, load_repurchase_config
-from training.train_repurchase import (
-    RepurchaseEvaluation,
-    TimingEvaluation,
-    evaluate_repurchase,
-    evaluate_timing,
-)
+from training.repurchase.config import RepurchaseConfig, load_repurchase_config
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +91,7 @@ def log_repurchase_evaluation(
 
     Metric keys are the ones `rebuy train` logs (``lightgbm.roc_auc``,
     ``timing.<model>.<metric>``, ``timing_category.<model>.<metric>``). Plots: ROC,
-    calibration, lift and timing error (`training.train_repurchase.plot_evaluation`).
+    calibration, lift and timing error (`training.pipelines.plots.plot_evaluation`).
 
     Returns
     -------
@@ -105,9 +101,9 @@ def log_repurchase_evaluation(
     import matplotlib.pyplot as plt
     import mlflow
 
-    from training.lineage import build_lineage, log_lineage
+    from training.lineage import build_lineage, log_lineage, model_seeds
+    from training.pipelines.plots import plot_evaluation
     from training.registry import setup_mlflow
-    from training.train_repurchase import plot_evaluation
 
     experiment_id = setup_mlflow(settings)
     metrics: dict[str, float] = {}
@@ -140,7 +136,7 @@ def log_repurchase_evaluation(
             mlflow.log_figure(fig, path)
             plt.close(fig)
         run_id = run.info.run_id
-    seeds = {"lightgbm": config.lightgbm.seed, "timing_lightgbm": config.timing.lightgbm.seed}
+    seeds = model_seeds(repurchase=config)
     log_lineage(settings.client(), [run_id], build_lineage(tables, as_of=rep.as_of, seeds=seeds))
     return run_id
 

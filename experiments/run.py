@@ -26,8 +26,8 @@ Relative paths are relative to the repository root. Every key is checked (unknow
 errors naming the file and the key). A run builds or loads the data (generated sample stores are
 cached under ``$REBUY_HOME/experiments/data/<key>``, the key hashing the sample settings and the
 generator's source), evaluates the model against its baselines on the time split
-(`experiments.eval_recommender.evaluate_recommender`,
-`training.train_repurchase.evaluate_repurchase` and optionally `evaluate_timing`) and logs one
+(`training.pipelines.evaluate_recommender.evaluate_recommender`,
+`training.pipelines.evaluate_repurchase.evaluate_repurchase` and optionally `evaluate_timing`) and logs one
 MLflow run per experiment in the experiment ``rebuy-experiments``: the flattened resolved config
 as params, every model x metric of the evaluation table as ``<model>.<metric>`` metrics (the
 primary model's also under the plain key), the tables as CSV, the config file, and the lineage
@@ -193,14 +193,16 @@ class Experiment:
 
     def seeds(self) -> dict[str, int]:
         """Every seed the run depends on (data generator and models)."""
+        from training.lineage import model_seeds
+
         seeds: dict[str, int] = {}
         if isinstance(self.config.dataset, SampleDatasetConfig):
             seeds["sample"] = self.config.dataset.seed
         model: Any = self.model
         if self.config.model.kind == "recommender":
-            seeds |= {"als": model.als.seed, "reranker": model.reranker.seed}
+            seeds |= model_seeds(recommender=model)
         else:
-            seeds |= {"lightgbm": model.lightgbm.seed, "timing_lightgbm": model.timing.lightgbm.seed}
+            seeds |= model_seeds(repurchase=model)
         return seeds
 
 
@@ -258,7 +260,7 @@ def resolve_model_config(config: ExperimentConfig, *, path: Path) -> BaseModel:
                 raise InvalidInputError(f"{base_path}: no such file")
             base, cls = load_recommender_config(base_path), RecommenderConfig
         else:
-            from training.repurchase import RepurchaseConfig, load_repurchase_config
+            from training.repurchase.config import RepurchaseConfig, load_repurchase_config
 
             base, cls = load_repurchase_config(base_path), RepurchaseConfig
             if config.dataset.kind == "cdnow":
@@ -503,13 +505,15 @@ def _evaluate(
     evaluation = config.evaluation
     model: Any = experiment.model
     if config.model.kind == "recommender":
-        from experiments.eval_recommender import evaluate_recommender
+        from training.pipelines.evaluate_recommender import evaluate_recommender
 
         result = evaluate_recommender(
             tables, as_of=experiment.as_of, horizon_days=evaluation.horizon_days, config=model, k=evaluation.k
         )
         return result.table, None, dict(result.info), {}
-    from training.train_repurchase import FeatureCache, evaluate_repurchase, evaluate_timing
+    from training.feature_cache import FeatureCache
+    from training.pipelines.evaluate_repurchase import evaluate_repurchase
+    from training.pipelines.evaluate_timing import evaluate_timing
 
     cache = FeatureCache(tables, model)
     rep = evaluate_repurchase(

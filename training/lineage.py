@@ -1,4 +1,4 @@
-"""What a training run was made from: data fingerprint, package versions, code version.
+"""What a training run was made from: data fingerprint, package versions, code version, seeds.
 
 Every run logs these (as MLflow tags and a ``lineage.json`` artifact) so a figure can be traced
 back to the exact data, code and libraries that produced it, and two runs can be checked for
@@ -14,12 +14,16 @@ import subprocess
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from features import schema as s
+
+if TYPE_CHECKING:
+    from training.recommender import RecommenderConfig
+    from training.repurchase.config import RepurchaseConfig
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +122,41 @@ def git_commit(path: Path | None = None) -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
+def model_seeds(
+    *, recommender: RecommenderConfig | None = None, repurchase: RepurchaseConfig | None = None
+) -> dict[str, int]:
+    """The model seeds of a run, as recorded in its lineage (``seed.<name>`` tags).
+
+    Parameters
+    ----------
+    recommender
+        Recommender config of the run, if it trains or evaluates one: adds ``als`` and ``reranker``.
+    repurchase
+        Repurchase config of the run, if any: adds ``lightgbm``, ``timing_lightgbm`` and
+        ``timing_category_lightgbm``.
+
+    Returns
+    -------
+    dict
+        Seed name -> seed, recommender seeds first; empty when neither config is given.
+    """
+    seeds: dict[str, int] = {}
+    if recommender is not None:
+        seeds |= {"als": recommender.als.seed, "reranker": recommender.reranker.seed}
+    if repurchase is not None:
+        seeds |= {
+            "lightgbm": repurchase.lightgbm.seed,
+            "timing_lightgbm": repurchase.timing.lightgbm.seed,
+            "timing_category_lightgbm": repurchase.timing.category_lightgbm.seed,
+        }
+    return seeds
+
+
 def build_lineage(
     tables: s.StoreTables, *, as_of: pd.Timestamp | None, seeds: Mapping[str, int]
 ) -> dict[str, Any]:
-    """Everything `calc_data_fingerprint`, `package_versions` and `git_commit` record, plus the seeds."""
+    """Everything `calc_data_fingerprint`, `package_versions` and `git_commit` record, plus the
+    seeds (see `model_seeds`)."""
     return {
         "data": calc_data_fingerprint(tables, as_of=as_of),
         "packages": package_versions(),

@@ -21,8 +21,15 @@ from experiments.eval_repurchase import (
     load_cdnow,
 )
 from features.errors import InvalidInputError
-from training.repurchase import LightGbmConfig, load_repurchase_config
-from training.train_repurchase import BGNBD, LIGHTGBM, PARETONBD, RepurchaseEvaluation, evaluate_repurchase
+from training.lightgbm_config import LightGbmConfig
+from training.pipelines.evaluate_repurchase import (
+    BGNBD,
+    LIGHTGBM,
+    PARETONBD,
+    RepurchaseEvaluation,
+    evaluate_repurchase,
+)
+from training.repurchase.config import load_repurchase_config
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,10 @@ out). The full recommender's re-ranker trains on the window before ``as_of``, ne
 window. Models: most popular, personal top-frequency with recency decay, item-kNN, plain ALS,
 the fixed blend and the full recommender (LambdaRank). Metrics at `k`: recall, NDCG, hit rate,
 catalogue coverage, and recall on repeat items (bought before ``as_of``) and explore items.
+
+`evaluate_recommender` computes the table, `plot_recall_curves` draws Recall@K, and
+`log_evaluation` logs an evaluation to MLflow (``rebuy evaluate recommender``, the experiment
+runner and `train_recommender` use them).
 """
 
 from __future__ import annotations
@@ -19,19 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 
 from features.schema import StoreTables
 from features.window import check_as_of
-from training.baselines import (
+from training.config_io import flatten_params
+from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
+from training.recommender import Recommender, RecommenderConfig, build_interaction_data
+from training.recommender.baselines import (
     AlsRecommender,
     ItemKnnRecommender,
     MostPopularRecommender,
     TopFrequencyRecommender,
 )
-from training.config_io import flatten_params
-from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
-from training.recommender import Recommender, RecommenderConfig, build_interaction_data
+from training.registry import RegistrySettings, setup_mlflow
 from training.splits import REPEAT, split_at
 
 logger = logging.getLogger(__name__)
@@ -152,15 +158,11 @@ def log_evaluation(
     evaluation: RecommenderEvaluation,
     *,
     config: RecommenderConfig,
-    settings: Any,
+    settings: RegistrySettings,
     data_dir: Path | None = None,
 ) -> str:
     """Log the evaluation to MLflow: a parent run (config, info, table, plot) and one child run
     per model with its metrics under the plain keys (``recall_at_10``). Returns the parent run id."""
-    import mlflow
-
-    from training.registry import setup_mlflow
-
     experiment_id = setup_mlflow(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate-recommender") as run:
         mlflow.set_tag("rebuy.task", "evaluate-recommender")

@@ -6,6 +6,10 @@ training runs (ROC, calibration, lift, timing error, Recall@K, pulled from their
 artifacts); segment sizes of the new feature table; lineage (data fingerprint, seeds, code and
 package versions). Images are embedded (base64), so the file can be mailed or archived as is;
 the PNGs are also written next to it.
+
+`write_retrain_report` takes plain data (the `Decision` objects of `training.pipelines.promotion`,
+metric dicts, plot files) and touches no MLflow state; `fetch_run_plots` collects the plots of
+the training runs beforehand.
 """
 
 from __future__ import annotations
@@ -14,26 +18,28 @@ import base64
 import html
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
+from training.pipelines.promotion import RECOMMENDER, REPURCHASE, Decision, PromotionRule
 from training.registry import RegistrySettings
-
-if TYPE_CHECKING:
-    from training.retrain import Decision, PromotionRule
 
 logger = logging.getLogger(__name__)
 
+REPORT_DIR = "report"
+"""Folder of the report inside a retrain run folder."""
 REPORT_FILE = "report.html"
 RUN_PLOTS: dict[str, tuple[str, str]] = {
-    "recall_at_k.png": ("recommender", "training/recall_at_k.png"),
-    "roc.png": ("repurchase", "plots/roc.png"),
-    "calibration.png": ("repurchase", "plots/calibration.png"),
-    "lift.png": ("repurchase", "plots/lift.png"),
-    "timing_error.png": ("repurchase", "plots/timing_error.png"),
+    "recall_at_k.png": (RECOMMENDER, "training/recall_at_k.png"),
+    "roc.png": (REPURCHASE, "plots/roc.png"),
+    "calibration.png": (REPURCHASE, "plots/calibration.png"),
+    "lift.png": (REPURCHASE, "plots/lift.png"),
+    "timing_error.png": (REPURCHASE, "plots/timing_error.png"),
 }
 """Report figure file -> (training run kind, artifact path in that run)."""
 PLOT_TITLES: dict[str, str] = {
@@ -70,7 +76,7 @@ def _fmt(value: Any) -> str:
 def _table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
     rows = []
-    for idx, row in frame.iterrows():
+    for idx, row in frame.astype(object).iterrows():  # object rows: integer counts stay integers
         cells = "".join(f"<td>{_fmt(v)}</td>" for v in row.tolist())
         rows.append(f"<tr><td>{html.escape(str(idx))}</td>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -148,9 +154,24 @@ def _segment_chart(segments: pd.Series, path: Path) -> pd.DataFrame:
     return frame
 
 
-def _fetch_run_plots(settings: RegistrySettings, train_runs: Mapping[str, str], out: Path) -> list[Path]:
-    from mlflow.exceptions import MlflowException
+def fetch_run_plots(settings: RegistrySettings, train_runs: Mapping[str, str], out: Path) -> list[Path]:
+    """Copy the evaluation plots of the training runs (`RUN_PLOTS`) into `out`.
 
+    Parameters
+    ----------
+    settings
+        MLflow locations of the runs; no global MLflow state is touched.
+    train_runs
+        Model kind (``recommender``, ``repurchase``) -> training run id.
+    out
+        Folder to write ``<plot name>.png`` into (created when missing).
+
+    Returns
+    -------
+    list of Path
+        The plots found, in `RUN_PLOTS` order; a plot a run lacks is logged and skipped.
+    """
+    out.mkdir(parents=True, exist_ok=True)
     client = settings.client()  # explicit locations: no global MLflow state is touched
     found = []
     for name, (kind, artifact) in RUN_PLOTS.items():
@@ -165,6 +186,7 @@ def _fetch_run_plots(settings: RegistrySettings, train_runs: Mapping[str, str], 
         target = out / name
         target.write_bytes(local.read_bytes())
         found.append(target)
+    shutil.rmtree(out / "_dl", ignore_errors=True)
     return found
 
 
@@ -173,20 +195,44 @@ def write_retrain_report(
     *,
     as_of: pd.Timestamp,
     run_id: str,
+    tracking_uri: str,
     decisions: Sequence[Decision],
     challenger_metrics: Mapping[str, Mapping[str, float]],
     champion_metrics: Mapping[str, Mapping[str, float] | None],
     rules: Mapping[str, PromotionRule],
+    plots: Sequence[Path],
     train_runs: Mapping[str, str],
     lineage: Mapping[str, Any],
     segments: pd.Series | None,
-    settings: RegistrySettings,
     rows_quarantined: int = 0,
 ) -> Path:
-    """Write ``<run_dir>/report/report.html`` (plus its PNGs) and return its path."""
-    import shutil
+    """Write ``<run_dir>/report/report.html`` (plus its PNGs) and return its path.
 
-    out = run_dir / "report"
+    Parameters
+    ----------
+    run_dir
+        Run folder; the report goes to its `REPORT_DIR` subfolder.
+    as_of, run_id, tracking_uri
+        Cut-off of the run, its MLflow run id and the tracking server (shown in the header).
+    decisions
+        One `Decision` per model, in table order.
+    challenger_metrics, champion_metrics
+        Model kind -> metric dict of each side (champion None: no champion yet).
+    rules
+        Model kind -> its `PromotionRule` (which metrics and baselines the tables show).
+    plots
+        PNG files to embed under "Evaluation plots" (for example from `fetch_run_plots`);
+        captions come from `PLOT_TITLES` by file name.
+    train_runs
+        Model kind -> training run id (listed in the lineage table).
+    lineage
+        A `training.lineage.build_lineage` record.
+    segments
+        Lifecycle segment per user at the cut-off; None or empty leaves the section out.
+    rows_quarantined
+        Invalid rows set aside by validation.
+    """
+    out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     frames = {
         kind: comparison_frame(rules[kind], challenger_metrics[kind], champion_metrics.get(kind))
@@ -196,7 +242,7 @@ def write_retrain_report(
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>rebuy retrain {as_of:%Y-%m-%d}</title><style>{STYLE}</style></head><body>",
         f"<h1>rebuy retrain, data before {as_of:%Y-%m-%d}</h1>",
-        f"<p>MLflow run <code>{html.escape(run_id)}</code> at <code>{html.escape(settings.tracking_uri)}</code>; "
+        f"<p>MLflow run <code>{html.escape(run_id)}</code> at <code>{html.escape(tracking_uri)}</code>; "
         f"invalid rows set aside: {rows_quarantined}.</p>",
         "<h2>Decisions</h2>",
     ]
@@ -236,9 +282,8 @@ def write_retrain_report(
         parts.append(f"<h3>{html.escape(kind)}</h3>{_table(frame)}")
 
     parts.append("<h2>Evaluation plots of the challenger runs</h2>")
-    for path in _fetch_run_plots(settings, train_runs, out):
+    for path in plots:
         parts.append(_img(path, PLOT_TITLES.get(path.name, path.stem)))
-    shutil.rmtree(out / "_dl", ignore_errors=True)
 
     if segments is not None and len(segments):
         frame = _segment_chart(segments, out / "segments.png")
@@ -264,4 +309,4 @@ def write_retrain_report(
     return path
 
 
-__all__ = ["REPORT_FILE", "comparison_frame", "write_retrain_report"]
+__all__ = ["REPORT_DIR", "REPORT_FILE", "comparison_frame", "fetch_run_plots", "write_retrain_report"]

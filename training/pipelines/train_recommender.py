@@ -5,8 +5,8 @@ figures it first runs the offline evaluation with the cut-off ``as_of - horizon_
 model fitted before that date, scored on ``[as_of - horizon_days, as_of)``), logs the resolved
 config, the data window, the metrics of the full model and of the baselines, then saves the
 final model (npz + parquet + JSON, no pickle) as the artifact of a models-from-code pyfunc
-(`training/recommender_pyfunc.py`) and registers it. `load_registered_recommender` is what
-serving uses to get the ``champion`` back.
+(`training/recommender/pyfunc.py`) and registers it. `training.scoring.load_registered_recommender`
+is what serving uses to get the ``champion`` back.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import pandas as pd
 from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
+from training.pipelines.evaluate_recommender import evaluate_recommender, plot_recall_curves
 from training.recommender import Recommender, RecommenderConfig
+from training.recommender.pyfunc import PYFUNC_CODE_PATH
 from training.registry import RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
 
 logger = logging.getLogger(__name__)
 
-PYFUNC_CODE = Path(__file__).with_name("recommender_pyfunc.py")
 MODEL_ARTIFACT = "model"
 
 
@@ -60,8 +61,6 @@ def train_recommender(
     model's keys are plain (``recall_at_10``), baselines are prefixed (``als.recall_at_10``).
     `set_alias` False registers the version without moving any alias (see `register_version`).
     """
-    from experiments.eval_recommender import evaluate_recommender, plot_recall_curves
-
     as_of = check_as_of(as_of)
     horizon = config.reranker.horizon_days
     started = time.perf_counter()
@@ -100,7 +99,7 @@ def train_recommender(
             model.save(model_dir)
             logged = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
-                python_model=str(PYFUNC_CODE),
+                python_model=str(PYFUNC_CODE_PATH),
                 artifacts={"model_dir": str(model_dir)},
                 code_paths=None,
                 input_example=None,
@@ -125,4 +124,4 @@ def train_recommender(
     )
 
 
-__all__ = ["RECOMMENDER_MODEL", "TrainRecommenderResult", "train_recommender"]
+__all__ = ["TrainRecommenderResult", "train_recommender"]

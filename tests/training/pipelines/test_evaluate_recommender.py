@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from experiments.eval_recommender import evaluate_recommender
 from features.sample import SampleConfig, generate_store
 from features.schema import ITEM_ID, TS, USER_ID
+from training.pipelines.evaluate_recommender import evaluate_recommender
 from training.splits import REPEAT, TimeSplitter, build_truth, split_at
 
 AS_OF = pd.Timestamp("2025-10-01")

@@ -24,12 +24,20 @@ from typer.testing import CliRunner
 from features.load import write_store
 from features.sample import SampleConfig, generate_store
 from rebuy.cli import app
-from training.registry import CHALLENGER, CHAMPION, RegistrySettings, get_alias_version
-from training.retrain import KINDS, MODEL_NAMES, RetrainResult, load_retrain_config, retrain
+from training.pipelines.promotion import KINDS, MODEL_NAME_BY_KIND
+from training.pipelines.retrain import RetrainResult, load_retrain_config, retrain
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RECOMMENDER_MODEL,
+    REPURCHASE_MODEL,
+    RegistrySettings,
+    get_alias_version,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "training" / "configs"
 WEAK_RECOMMENDER = """
 [als]
 factors = 4
@@ -84,7 +92,7 @@ def _aliases(settings: RegistrySettings) -> dict[str, dict[str, str | None]]:
     for kind in KINDS:
         out[kind] = {}
         for alias in (CHAMPION, CHALLENGER):
-            version = get_alias_version(settings, MODEL_NAMES[kind], alias=alias)
+            version = get_alias_version(settings, MODEL_NAME_BY_KIND[kind], alias=alias)
             out[kind][alias] = None if version is None else str(version.version)
     return out
 
@@ -140,7 +148,7 @@ def test_first_run_makes_champions(runs: Runs) -> None:
 
 
 def test_better_challenger_is_promoted_and_the_decision_printed(runs: Runs) -> None:
-    for model in ("rebuy-recommender", "rebuy-repurchase"):
+    for model in (RECOMMENDER_MODEL, REPURCHASE_MODEL):
         line = next(row for row in runs.b_output.splitlines() if row.startswith(f"│ {model}"))
         assert "promoted" in line, runs.b_output
     assert runs.b_aliases["recommender"][CHAMPION] == "2"
@@ -172,7 +180,8 @@ def test_same_data_and_seed_give_identical_metrics(runs: Runs) -> None:
     """C refitted B's config on the same data: every figure equals B's run exactly."""
     client = runs.settings.client()
     champion_runs = {
-        kind: get_alias_version(runs.settings, MODEL_NAMES[kind], alias=CHAMPION).run_id for kind in KINDS
+        kind: get_alias_version(runs.settings, MODEL_NAME_BY_KIND[kind], alias=CHAMPION).run_id
+        for kind in KINDS
     }
     reco_b = client.get_run(champion_runs["recommender"]).data.metrics
     reco_c = runs.c.champion_metrics["recommender"]
@@ -193,7 +202,7 @@ def test_failed_run_touches_no_alias(runs: Runs) -> None:
     assert "no alias was changed" in runs.d_output
     assert runs.d_aliases == runs.c_aliases
     # the recommender of the failed run was trained and registered before the failure, alias-free
-    latest = runs.settings.client().search_model_versions("name='rebuy-recommender'")
+    latest = runs.settings.client().search_model_versions(f"name='{RECOMMENDER_MODEL}'")
     newest = max(latest, key=lambda v: int(v.version))
     assert int(newest.version) == 4 and not newest.aliases
 

@@ -1,4 +1,4 @@
-"""rebuy-repurchase / rebuy-timing trained, registered in a tmp MLflow, scored by library and CLI."""
+"""`train_repurchase`: both bundles trained, registered in a tmp MLflow, scored by library and CLI."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from features.sample import SampleConfig, generate_store
 from features.schema import StoreTables
 from features.window import default_as_of
 from rebuy.cli import app
-from training.registry import CHAMPION, RegistrySettings
-from training.repurchase import MODEL_FEATURES, RepurchaseModel, explain_rows
+from training.pipelines.train_repurchase import TrainRepurchaseResult, train_repurchase
+from training.registry import CHAMPION, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, setup_mlflow
+from training.repurchase.model import RepurchaseModel
 from training.scoring import (
     SCORE_DTYPES,
     TIMING_DTYPES,
@@ -25,7 +26,6 @@ from training.scoring import (
     load_registered_scorer,
     score_feature_table,
 )
-from training.train_repurchase import TrainRepurchaseResult, train_repurchase
 
 SCORE_COLUMNS = [
     "user_id",
@@ -126,30 +126,6 @@ def test_path_contributions_add_up_and_agree_with_treeshap_on_the_top_reason(tra
     assert np.mean(np.abs(contrib).argmax(axis=1) == np.abs(shap).argmax(axis=1)) > 0.7
 
 
-def test_explain_rows_words_the_largest_contributions_by_hand() -> None:
-    names = list(MODEL_FEATURES)
-    j_last, j_orders, j_tenure = (
-        names.index(c) for c in ("days_since_last_purchase", "orders_30d", "tenure_days")
-    )
-    contrib = np.zeros((3, len(names)))
-    contrib[0, [j_last, j_orders, j_tenure]] = [2.0, -1.0, 0.5]  # last order drives risk up most
-    contrib[1, [j_last, j_orders, j_tenure]] = [0.1, -3.0, 0.2]  # many recent orders lower it
-    contrib[2] = contrib[0]  # same reasons, other values
-    features = pd.DataFrame(
-        {
-            "days_since_last_purchase": [40.4, 3.0, np.nan],
-            "orders_30d": [0, 5, 0],
-            "tenure_days": [300.0, 90.0, 12.0],
-        }
-    )
-    text = explain_rows(contrib, features, feature_names=names, n_reasons=2)
-    assert text.tolist() == [
-        "last order 40 days ago (+ risk); 0 orders in the last 30 days (- risk)",
-        "5 orders in the last 30 days (- risk); customer for 90 days (+ risk)",
-        "has never ordered (+ risk); 0 orders in the last 30 days (- risk)",
-    ]
-
-
 @pytest.mark.slow
 def test_cli_score_writes_one_row_per_user_with_the_campaign_columns(trained: Trained, cli_env: Path) -> None:
     out = cli_env / "scores.parquet"
@@ -202,3 +178,20 @@ def test_cli_evaluate_repurchase_prints_model_and_baselines(trained: Trained, cl
     assert {"plots/roc.png", "plots/calibration.png", "plots/lift.png", "plots/timing_error.png"} <= plots
     bad = CliRunner().invoke(app, [*args[:-1], "2030-01-01"])
     assert bad.exit_code != 0 and "2030" in bad.output
+
+
+@pytest.mark.slow
+def test_registered_models_answer_through_mlflow_pyfunc_for_known_and_unknown_users(trained: Trained) -> None:
+    import mlflow.pyfunc
+
+    setup_mlflow(trained.settings)
+    known = list(load_registered_scorer(trained.settings).features.index[:3])
+    request = pd.DataFrame({"user_id": [*known, "no-such-user"]})
+    scores = mlflow.pyfunc.load_model(f"models:/{REPURCHASE_MODEL}@{CHAMPION}").predict(request)
+    assert list(scores.columns) == list(SCORE_DTYPES) and scores["is_known"].tolist() == [True] * 3 + [False]
+    timing = mlflow.pyfunc.load_model(f"models:/{TIMING_MODEL}@{CHAMPION}")
+    rows = timing.predict(request)
+    assert list(rows.columns) == list(TIMING_DTYPES) and set(rows["user_id"]) == set(request["user_id"])
+    assert not rows.loc[rows["user_id"] == "no-such-user", "is_known"].any()
+    asked = timing.predict(request.assign(category="nonexistent"))
+    assert len(asked) == 4 and not asked["is_known"].any() and asked["reminder_at"].notna().all()

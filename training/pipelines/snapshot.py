@@ -1,0 +1,82 @@
+"""The feature snapshot stored with the repurchase and timing bundles, and the scoring feature table.
+
+A snapshot is the user feature table as of the training cut-off (with ``active_hour`` and the
+replenishment due features) and the user x category features; `training.scoring.CampaignScorer`
+scores it once when it loads the bundles. ``rebuy score`` builds the same user table for any
+cut-off with `build_scoring_features`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from features.build_stats import StoreStats
+from features.schema import AS_OF, StoreTables
+from features.timing import ACTIVE_HOUR, calc_active_hours
+from features.window import check_as_of
+from training.feature_cache import FeatureCache
+from training.repurchase.config import RepurchaseConfig
+
+
+def build_snapshot(
+    cache: FeatureCache, *, as_of: pd.Timestamp, with_pairs: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """User features as of `as_of` with ``active_hour`` and the due features, and the user x category features.
+
+    Returns
+    -------
+    tuple[pd.DataFrame, pd.DataFrame | None]
+        `FeatureCache.timing_users` plus ``active_hour`` (index ``user_id``), and
+        `FeatureCache.pairs` (index ``user_id``, ``category``; None unless `with_pairs`).
+    """
+    users = cache.timing_users(as_of).copy()
+    hours, _ = calc_active_hours(
+        cache.tables.events,
+        as_of=as_of,
+        user_ids=users.index,
+        hour_window_days=cache.config.timing.hour_window_days,
+        min_hour_events=cache.config.timing.min_hour_events,
+    )
+    users[ACTIVE_HOUR] = hours.to_numpy()
+    return users, cache.pairs(as_of) if with_pairs else None
+
+
+def build_scoring_features(
+    tables: StoreTables, *, as_of: pd.Timestamp, config: RepurchaseConfig | None = None
+) -> pd.DataFrame:
+    """The user feature table `training.scoring.score_feature_table` expects, as of `as_of`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index ``user_id``; `build_feature_table` columns, ``active_hour`` and the replenishment
+        due features (`features.timing.DUE_USER_FEATURES`), from events before `as_of` only.
+    """
+    as_of = check_as_of(as_of)
+    users, _ = build_snapshot(
+        FeatureCache(tables, config or RepurchaseConfig()), as_of=as_of, with_pairs=False
+    )
+    return users
+
+
+def save_snapshot(
+    path: Path, users: pd.DataFrame, pairs: pd.DataFrame, *, stats: StoreStats, as_of: pd.Timestamp
+) -> None:
+    """Write a snapshot folder, the one `training.scoring.CampaignScorer.from_dirs` reads.
+
+    Files: ``features.parquet`` (`users`), ``user_category_features.parquet`` (`pairs`, index
+    reset), ``store_stats.json`` (`stats`) and ``snapshot.json`` (``as_of`` and the row counts).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    users.to_parquet(path / "features.parquet")
+    pairs.reset_index().to_parquet(path / "user_category_features.parquet")
+    (path / "store_stats.json").write_text(stats.to_json())
+    (path / "snapshot.json").write_text(
+        json.dumps({AS_OF: str(as_of), "users": len(users), "pairs": len(pairs)})
+    )
+
+
+__all__ = ["build_scoring_features", "build_snapshot", "save_snapshot"]

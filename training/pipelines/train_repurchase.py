@@ -1,0 +1,364 @@
+"""``rebuy train`` for the repurchase / churn / value models and the timing models.
+
+`train_repurchase` runs five stages: the feature snapshot as of `as_of`; the evaluation
+(`evaluate_recipe`: repurchase with the evaluation cut-off ``as_of - h``, timing with
+``as_of - timing horizon``, each against its baselines); the refit of both bundles with labels
+ending by `as_of`; and the MLflow run (params, metrics, tables, plots, both bundles logged as
+models-from-code with `training/campaign_model.py`) whose models it registers under
+`training.registry.REPURCHASE_MODEL` and `training.registry.TIMING_MODEL`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.arrays import ts_ns
+from features.build_stats import StoreStats
+from features.errors import InvalidInputError
+from features.progress import stage
+from features.schema import TS, StoreTables
+from features.window import check_as_of
+from training.config_io import flatten_params
+from training.feature_cache import FeatureCache, data_start
+from training.pipelines.evaluate_repurchase import RepurchaseEvaluation, evaluate_repurchase
+from training.pipelines.evaluate_timing import TimingEvaluation, evaluate_timing
+from training.pipelines.plots import plot_evaluation
+from training.pipelines.snapshot import build_snapshot, save_snapshot
+from training.registry import REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, register_version, setup_mlflow
+from training.repurchase.bundle import RepurchaseBundle, fit_repurchase_bundle
+from training.repurchase.config import RepurchaseConfig
+from training.repurchase.policy import validate_policy
+from training.timing.bundle import TimingBundle, fit_timing_bundle
+
+logger = logging.getLogger(__name__)
+
+MODEL_CODE_PATH = Path(__file__).resolve().parents[1] / "campaign_model.py"
+"""The MLflow models-from-code file both bundles are logged with."""
+
+REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scipy", "scikit-learn", "pyarrow", "pydantic")
+"""Distributions pinned in the logged models' requirements (those installed)."""
+
+
+@dataclass
+class TrainRepurchaseResult:
+    """What `train_repurchase` did: run, registered versions and aliases, metrics, local folder."""
+
+    run_id: str
+    repurchase_version: str
+    repurchase_alias: str
+    timing_version: str
+    timing_alias: str
+    metrics: dict[str, float]
+    repurchase_table: pd.DataFrame
+    timing_table: pd.DataFrame
+    calibration: pd.DataFrame
+    model_dir: Path
+    as_of: pd.Timestamp
+    horizon_days: int
+    timing_category_table: pd.DataFrame | None = None  # per user x category pair
+
+
+@dataclass
+class RecipeEvaluation:
+    """The figures `train_repurchase` reports for one config, and the evaluations behind them."""
+
+    metrics: dict[str, float]
+    repurchase: RepurchaseEvaluation
+    timing: TimingEvaluation
+
+
+def evaluate_recipe(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    config: RepurchaseConfig,
+    cache: FeatureCache | None = None,
+) -> RecipeEvaluation:
+    """Evaluate a config on the latest windows before `as_of`, as `train_repurchase` does.
+
+    Repurchase on ``[as_of - horizon_days, as_of)``, timing on ``[as_of - timing.horizon_days,
+    as_of)``, every model fitted only on the events before its window. Metric keys:
+    ``<model>.<metric>`` (``lightgbm.roc_auc``), ``timing.<model>.<metric>`` (per user),
+    ``timing_category.<model>.<metric>`` (per user x category pair), ``eval_users``,
+    ``timing_eval_buyers``, ``timing_category_eval_pairs`` (censored pairs included),
+    ``timing_category_eval_buyers`` and ``timing_category_predicted_buy_rate``. ``rebuy retrain``
+    calls it with the champion's config to compare both on the same windows.
+    """
+    cache = cache or FeatureCache(tables, config)
+    rep_eval = evaluate_repurchase(
+        tables,
+        as_of=as_of - pd.Timedelta(days=horizon_days),
+        horizon_days=horizon_days,
+        config=config,
+        cache=cache,
+    )
+    tim_eval = evaluate_timing(
+        tables, as_of=as_of - pd.Timedelta(days=config.timing.horizon_days), config=config, cache=cache
+    )
+    metrics: dict[str, float] = {}
+    for name, row in rep_eval.table.iterrows():
+        metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    for name, row in tim_eval.table.iterrows():
+        metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    metrics["eval_users"] = float(rep_eval.n_users)
+    metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
+    if tim_eval.category_table is not None:
+        for name, row in tim_eval.category_table.iterrows():
+            metrics.update({f"timing_category.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        metrics["timing_category_eval_pairs"] = float(tim_eval.n_pairs)
+        metrics["timing_category_eval_buyers"] = float(tim_eval.n_pair_buyers)
+        metrics["timing_category_predicted_buy_rate"] = tim_eval.pair_buy_probability
+    return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval)
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _stage(name: str, show_progress: bool) -> contextlib.AbstractContextManager[dict[str, object]]:
+    """`features.progress.stage` when `show_progress`, else a silent stand-in."""
+    return stage(name) if show_progress else contextlib.nullcontext({})
+
+
+def _training_inputs(
+    tables: StoreTables, *, as_of: pd.Timestamp, config: RepurchaseConfig, cache: FeatureCache | None
+) -> tuple[StoreTables, FeatureCache]:
+    """The tables cut at `as_of` and the feature cache on them (the caller's, checked, or a new one)."""
+    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
+    tables = StoreTables(events=events, items=tables.items, users=tables.users)
+    if cache is None:
+        cache = FeatureCache(tables, config)
+    elif cache.config != config or len(cache.tables.events) != len(events):
+        raise InvalidInputError(
+            "train_repurchase: the feature cache was built with another config or other events than "
+            f"the {len(events):,} before as_of {as_of}"
+        )
+    if events.empty:
+        raise InvalidInputError(f"no event before as_of {as_of}: nothing to train on")
+    return tables, cache
+
+
+def _save_bundles(
+    root: Path,
+    *,
+    repurchase: RepurchaseBundle,
+    timing: TimingBundle,
+    users: pd.DataFrame,
+    pairs: pd.DataFrame,
+    stats: StoreStats,
+    as_of: pd.Timestamp,
+) -> tuple[Path, Path]:
+    """Save both bundles under `root` (``repurchase/``, ``timing/``), each with the feature snapshot."""
+    rep_dir, tim_dir = root / "repurchase", root / "timing"
+    repurchase.save(rep_dir)
+    timing.save(tim_dir)
+    for d in (rep_dir, tim_dir):
+        save_snapshot(d / "snapshot", users, pairs, stats=stats, as_of=as_of)
+    return rep_dir, tim_dir
+
+
+@contextlib.contextmanager
+def _mlflow_run(settings: RegistrySettings, *, as_of: pd.Timestamp) -> Iterator[Any]:
+    import mlflow
+
+    experiment_id = setup_mlflow(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"repurchase-{as_of:%Y%m%d}") as run:
+        yield run
+
+
+def _log_evaluation(
+    evaluation: RecipeEvaluation, *, config: RepurchaseConfig, config_path: Path | None, as_of: pd.Timestamp
+) -> None:
+    """Params, metrics, evaluation tables, config and plots of the active MLflow run."""
+    import mlflow
+
+    rep_eval, tim_eval = evaluation.repurchase, evaluation.timing
+    params = flatten_params(config)
+    params = {k: v for k, v in params.items() if not k.startswith("policy")}
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    mlflow.log_params(
+        {"as_of": str(as_of), "eval_as_of": str(rep_eval.as_of), "timing_eval_as_of": str(tim_eval.as_of)}
+    )
+    mlflow.log_metrics(evaluation.metrics)
+    mlflow.log_text(rep_eval.table.to_csv(), "evaluation/repurchase.csv")
+    mlflow.log_text(tim_eval.table.to_csv(), "evaluation/timing.csv")
+    if tim_eval.category_table is not None:
+        mlflow.log_text(tim_eval.category_table.to_csv(), "evaluation/timing_category.csv")
+    mlflow.log_text(rep_eval.calibration.to_csv(), "evaluation/calibration.csv")
+    mlflow.log_dict(config.model_dump(mode="json"), "config/repurchase_config.json")
+    if config_path is not None:
+        mlflow.log_artifact(str(config_path), "config")
+    for path, fig in plot_evaluation(rep_eval, tim_eval).items():
+        mlflow.log_figure(fig, path)
+
+
+def _log_models(rep_dir: Path, tim_dir: Path) -> tuple[Any, Any]:
+    """Log both bundle folders as models-from-code (`MODEL_CODE_PATH`); their `ModelInfo`s."""
+    import mlflow.pyfunc
+
+    requirements = _pip_requirements()  # explicit: inferring them runs a subprocess (~5 s)
+    infos = tuple(
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE_PATH),
+            artifacts={"model_dir": str(folder)},
+            pip_requirements=requirements,
+        )
+        for name, folder in (("repurchase", rep_dir), ("timing", tim_dir))
+    )
+    return infos[0], infos[1]
+
+
+def train_repurchase(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int = 30,
+    config: RepurchaseConfig | None = None,
+    settings: RegistrySettings,
+    show_progress: bool = False,
+    config_path: Path | None = None,
+    set_alias: bool = True,
+    cache: FeatureCache | None = None,
+) -> TrainRepurchaseResult:
+    """Evaluate, refit, log to MLflow and register the repurchase and timing bundles.
+
+    Registered names: `training.registry.REPURCHASE_MODEL` and `training.registry.TIMING_MODEL`.
+
+    Parameters
+    ----------
+    tables
+        Validated store tables; only events before `as_of` are used.
+    as_of
+        Cut-off (naive UTC, usually the day after the last event).
+    horizon_days
+        Repurchase / value horizon (overrides ``config.horizon_days``).
+    config
+        Settings; `RepurchaseConfig()` when None.
+    settings
+        MLflow locations.
+    show_progress
+        Report the stages (features, evaluate, fit repurchase, fit timing, register) as
+        `features.progress.stage` lines.
+    config_path
+        TOML file the config came from, logged as an artifact when given.
+    set_alias
+        False registers both versions without moving any alias (``rebuy retrain`` decides).
+    cache
+        Features already built by the caller, on the events before `as_of` with this `config`
+        (``rebuy retrain`` builds the feature table first); built here when None.
+
+    Returns
+    -------
+    TrainRepurchaseResult
+
+    Raises
+    ------
+    InvalidInputError
+        Not enough history before `as_of` for the horizons, or a bad policy table.
+    """
+    config = (config or RepurchaseConfig()).model_copy(update={"horizon_days": horizon_days})
+    validate_policy(config.policy)
+    as_of = check_as_of(as_of)
+    started = time.perf_counter()
+    tables, cache = _training_inputs(tables, as_of=as_of, config=config, cache=cache)
+
+    with _stage("repurchase: features", show_progress) as info:
+        users, pairs = build_snapshot(cache, as_of=as_of)
+        assert pairs is not None
+        stats = cache.stats(as_of)
+        info |= {"users": len(users), "pairs": len(pairs)}
+    with _stage("repurchase: evaluate", show_progress) as info:
+        evaluation = evaluate_recipe(
+            tables, as_of=as_of, horizon_days=horizon_days, config=config, cache=cache
+        )
+        info["roc_auc"] = f"{evaluation.metrics.get('lightgbm.roc_auc', float('nan')):.4f}"
+    with _stage("repurchase: fit repurchase", show_progress) as info:
+        repurchase = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=True)
+        info["rows"] = repurchase.window["train_rows"]
+    with _stage("repurchase: fit timing", show_progress):
+        timing = fit_timing_bundle(cache, end=as_of, with_category=True)
+
+    with (
+        _stage("repurchase: register", show_progress) as info,
+        tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp,
+    ):
+        root = Path(tmp)
+        window = {"as_of": str(as_of), "data_start": str(data_start(tables)), "horizon_days": horizon_days}
+        repurchase.window |= window
+        timing.window |= window
+        rep_dir, tim_dir = _save_bundles(
+            root, repurchase=repurchase, timing=timing, users=users, pairs=pairs, stats=stats, as_of=as_of
+        )
+        with _mlflow_run(settings, as_of=as_of) as run:
+            _log_evaluation(evaluation, config=config, config_path=config_path, as_of=as_of)
+            rep_info, tim_info = _log_models(rep_dir, tim_dir)
+            run_id = run.info.run_id
+        tags = {"as_of": str(as_of), "run_id": run_id}
+        rep_version, rep_alias = register_version(
+            settings, rep_info.model_uri, name=REPURCHASE_MODEL, tags=tags, set_alias=set_alias
+        )
+        tim_version, tim_alias = register_version(
+            settings, tim_info.model_uri, name=TIMING_MODEL, tags=tags, set_alias=set_alias
+        )
+        local = settings.home / "models" / f"repurchase-{run_id}"
+        shutil.copytree(root, local, dirs_exist_ok=True)
+        info |= {
+            REPURCHASE_MODEL: f"v{rep_version.version} ({rep_alias})",
+            TIMING_MODEL: f"v{tim_version.version} ({tim_alias})",
+        }
+    logger.info(
+        "trained repurchase (%s v%s, %s) and timing (%s v%s, %s) as of %s in %.1fs",
+        REPURCHASE_MODEL,
+        rep_version.version,
+        rep_alias,
+        TIMING_MODEL,
+        tim_version.version,
+        tim_alias,
+        as_of,
+        time.perf_counter() - started,
+    )
+    rep_eval, tim_eval = evaluation.repurchase, evaluation.timing
+    return TrainRepurchaseResult(
+        run_id=run_id,
+        repurchase_version=str(rep_version.version),
+        repurchase_alias=rep_alias,
+        timing_version=str(tim_version.version),
+        timing_alias=tim_alias,
+        metrics=evaluation.metrics,
+        repurchase_table=rep_eval.table,
+        timing_table=tim_eval.table,
+        calibration=rep_eval.calibration,
+        model_dir=local,
+        as_of=as_of,
+        horizon_days=horizon_days,
+        timing_category_table=tim_eval.category_table,
+    )
+
+
+__all__ = [
+    "MODEL_CODE_PATH",
+    "RecipeEvaluation",
+    "TrainRepurchaseResult",
+    "evaluate_recipe",
+    "train_repurchase",
+]
