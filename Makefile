@@ -37,6 +37,9 @@ run: $(STAMP)
 	@echo "  curl -s localhost:$(PORT)/churn_scores -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\", \"u000043\"]}'"
 	@echo "  curl -s localhost:$(PORT)/reminder_timing -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\"]}'"
 	@echo "  curl -s localhost:$(PORT)/model_info"
+	@echo "runs, metrics, plots and registered models in the MLflow UI (another terminal; then http://127.0.0.1:5000):"
+	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(REBUY_HOME)/mlflow.db"
+	@echo "each command's INFO detail: $(REBUY_HOME)/logs/ (add -v to a rebuy command to see it on the terminal)"
 	@echo ""
 	$(BIN)/bentoml serve serving.service:RebuyService --port $(PORT)
 

@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
+import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
 from features import schema as s
 from features.errors import RebuyError
 from features.load import LoadResult, TableReport, load_store, validate_tables, write_quarantine, write_store
+from features.progress import stage
 from features.window import default_as_of
+from rebuy.logs import FILE_ONLY, command_logging, log_file_path, rebuy_home
+
+if TYPE_CHECKING:
+    from training.registry import RegistrySettings
 
 app = typer.Typer(
     name="rebuy",
@@ -41,25 +48,41 @@ evaluate_app = typer.Typer(
 app.add_typer(evaluate_app, name="evaluate")
 console = Console()
 err_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
+
+
+MLFLOW_COMMANDS = frozenset({"train", "retrain", "evaluate", "score"})
+"""Commands that use MLflow: it is imported before logging is set up, so its prints can be silenced."""
 
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show INFO detail on the terminal too (always in the log file)."
+        ),
+    ] = False,
 ) -> None:
     """rebuy: recommendations and repurchase prediction for e-commerce stores."""
     # MLflow draws a progress bar per artifact download; they bury the command's own output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
-        force=True,
+    command = ctx.invoked_subcommand or "rebuy"
+    log_path = log_file_path(rebuy_home(), command)
+    ctx.call_on_close(lambda: _print_log_path(log_path))  # runs last, after the log file is closed
+    ctx.with_resource(
+        command_logging(log_path, command=command, verbose=verbose, import_mlflow=command in MLFLOW_COMMANDS)
     )
 
 
+def _print_log_path(path: Path) -> None:
+    if path.exists():  # created at the first record: `--help` leaves none
+        err_console.print(f"[dim]log: {path}[/]", soft_wrap=True, highlight=False)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
+    logger.error("%s", message, extra=FILE_ONLY)
     err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     return typer.Exit(code)
 
@@ -117,6 +140,16 @@ def _save_quarantine(result: LoadResult, path: Path) -> None:
         )
 
 
+def _load_with_stage(data: Path) -> LoadResult:
+    """`load_store` reported as the ``validate`` stage."""
+    with stage("validate") as info:
+        result = load_store(data)
+        info["rows"] = (
+            f"{sum(r.rows_valid for r in result.report):,} valid, {result.rows_quarantined:,} set aside"
+        )
+    return result
+
+
 @app.command()
 def sample(
     out: Annotated[Path, typer.Option(help="Folder to write events/items/users to.")],
@@ -155,7 +188,7 @@ def validate(
 ) -> None:
     """Validate a store folder: report per table, invalid rows kept aside; exit 2 on fatal problems."""
     try:
-        result = load_store(data)
+        result = _load_with_stage(data)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     console.print(_report_table(result.report, f"Validation of {data}"))
@@ -233,10 +266,12 @@ def features(
     cutoff = _parse_day(as_of, "--as-of")
     started = time.perf_counter()
     try:
-        result = load_store(data)
+        result = _load_with_stage(data)
         if cutoff is None:
             cutoff = default_as_of(result.tables)
-        table = build_feature_table(result.tables, as_of=cutoff)
+        with stage("features") as info:
+            table = build_feature_table(result.tables, as_of=cutoff)
+            info["users"] = f"{len(table):,}"
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -273,52 +308,68 @@ def train(
         bool, typer.Option(help="Do nothing when every model already has a champion (used by make run).")
     ] = False,
 ) -> None:
-    """Train, evaluate, log and register rebuy-recommender, rebuy-repurchase and rebuy-timing."""
-    from training.lineage import build_lineage, log_lineage
+    """Train, evaluate, log and register the recommender, repurchase and timing models."""
+    from training.lineage import build_lineage, log_lineage, model_seeds
+    from training.pipelines.train_recommender import train_recommender
+    from training.pipelines.train_repurchase import train_repurchase
     from training.recommender import load_recommender_config
-    from training.registry import RegistrySettings, get_alias_version
-    from training.repurchase import load_repurchase_config
-    from training.train_recommender import train_recommender
-    from training.train_repurchase import train_repurchase
+    from training.registry import (
+        MODEL_NAMES,
+        RECOMMENDER_MODEL,
+        REPURCHASE_MODEL,
+        TIMING_MODEL,
+        RegistrySettings,
+        get_alias_version,
+    )
+    from training.repurchase.config import load_repurchase_config
 
     settings = RegistrySettings.from_env()
-    names = ("rebuy-recommender", "rebuy-repurchase", "rebuy-timing")
-    if if_no_champion and all(get_alias_version(settings, name) is not None for name in names):
+    if if_no_champion and all(get_alias_version(settings, name) is not None for name in MODEL_NAMES):
         console.print(
             f"every model already has a champion in {settings.tracking_uri}; nothing to train", soft_wrap=True
         )
+        console.print(_mlflow_ui_hint(settings), soft_wrap=True, highlight=False)
         return
     cutoff = _parse_day(as_of, "--as-of")
     started = time.perf_counter()
     try:
         reco_cfg = load_recommender_config(recommender_config)
         rep_cfg = load_repurchase_config(repurchase_config)
-        loaded = load_store(data)
+        loaded = _load_with_stage(data)
         if cutoff is None:
             cutoff = default_as_of(loaded.tables)
-        console.print(f"training on events before {cutoff:%Y-%m-%d}; MLflow at {settings.tracking_uri}")
-        reco = train_recommender(
-            loaded.tables, as_of=cutoff, config=reco_cfg, settings=settings, show_progress=True
+        console.print(
+            f"training on events before {cutoff:%Y-%m-%d}; MLflow at {settings.tracking_uri}", soft_wrap=True
         )
-        rep = train_repurchase(
-            loaded.tables,
-            as_of=cutoff,
-            horizon_days=horizon,
-            config=rep_cfg,
-            settings=settings,
-            show_progress=True,
-            config_path=repurchase_config,
-        )
+        # one stage per pipeline call until the pipelines report their own (features, each model, register)
+        with stage("recommender") as info:
+            reco = train_recommender(
+                loaded.tables, as_of=cutoff, config=reco_cfg, settings=settings, show_progress=True
+            )
+            info[RECOMMENDER_MODEL] = f"v{reco.model_version} {reco.alias or 'no alias'}"
+        with stage("repurchase and timing") as info:
+            rep = train_repurchase(
+                loaded.tables,
+                as_of=cutoff,
+                horizon_days=horizon,
+                config=rep_cfg,
+                settings=settings,
+                show_progress=True,
+                config_path=repurchase_config,
+            )
+            info[REPURCHASE_MODEL] = f"v{rep.repurchase_version} {rep.repurchase_alias or 'no alias'}"
+            info[TIMING_MODEL] = f"v{rep.timing_version} {rep.timing_alias or 'no alias'}"
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
-    seeds = {"als": reco_cfg.als.seed, "reranker": reco_cfg.reranker.seed, "lightgbm": rep_cfg.lightgbm.seed}
-    lineage = build_lineage(loaded.tables, as_of=cutoff, seeds=seeds)
-    log_lineage(settings.client(), [reco.run_id, rep.run_id], lineage)
+    with stage("lineage"):
+        seeds = model_seeds(recommender=reco_cfg, repurchase=rep_cfg)
+        lineage = build_lineage(loaded.tables, as_of=cutoff, seeds=seeds)
+        log_lineage(settings.client(), [reco.run_id, rep.run_id], lineage)
     table = Table(title=f"Registered models (trained before {cutoff:%Y-%m-%d})")
     for col in ("model", "version", "alias", "run", "key figures"):
         table.add_column(col)
     table.add_row(
-        "rebuy-recommender",
+        RECOMMENDER_MODEL,
         reco.model_version,
         reco.alias,
         reco.run_id[:8],
@@ -329,14 +380,14 @@ def train(
         return ", ".join(f"{k.rsplit('.', 1)[-1]} {metrics[k]:.4f}" for k in keys if k in metrics)
 
     table.add_row(
-        "rebuy-repurchase",
+        REPURCHASE_MODEL,
         rep.repurchase_version,
         rep.repurchase_alias,
         rep.run_id[:8],
         figures(rep.metrics, ("lightgbm.roc_auc", "lightgbm.brier", "lightgbm.ece")),
     )
     table.add_row(
-        "rebuy-timing",
+        TIMING_MODEL,
         rep.timing_version,
         rep.timing_alias,
         rep.run_id[:8],
@@ -344,6 +395,22 @@ def train(
     )
     _print_wide(table)
     console.print(f"[green]done in {time.perf_counter() - started:.1f}s[/]")
+    console.print(_mlflow_ui_hint(settings), soft_wrap=True, highlight=False)
+
+
+def _mlflow_ui_hint(settings: RegistrySettings) -> str:
+    """How to look at the runs: ``mlflow ui`` on the local store, or the tracking server's address."""
+    if not settings.is_local:
+        return f"runs and models: {settings.tracking_uri}"
+    # the experiment's artifact location is explicit (under REBUY_HOME): the UI serves it as is
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    exe = (
+        "mlflow" if shutil.which("mlflow") == str(mlflow_cli) or not mlflow_cli.exists() else str(mlflow_cli)
+    )
+    return (
+        f"look at the runs: {exe} ui --backend-store-uri {shlex.quote(settings.tracking_uri)}"
+        " (then open http://127.0.0.1:5000)"
+    )
 
 
 @app.command()
@@ -360,18 +427,19 @@ def retrain(
     ] = None,
 ) -> None:
     """Validate, build features, train every model, compare with the champions, promote the better ones."""
+    from training.pipelines.retrain import load_retrain_config
+    from training.pipelines.retrain import retrain as run_retrain
     from training.registry import RegistrySettings
-    from training.retrain import load_retrain_config
-    from training.retrain import retrain as run_retrain
 
     settings = RegistrySettings.from_env()
     cutoff = _parse_day(as_of, "--as-of")
     try:
         cfg = load_retrain_config(config)
         console.print(f"retraining from {data}; MLflow at {settings.tracking_uri}", soft_wrap=True)
-        result = run_retrain(
-            data, as_of=cutoff, config=cfg, settings=settings, config_path=config, show_progress=True
-        )
+        with stage("retrain"):
+            result = run_retrain(
+                data, as_of=cutoff, config=cfg, settings=settings, config_path=config, show_progress=True
+            )
     except RebuyError as exc:
         raise _fail(f"{exc}\nno alias was changed: the champions keep serving") from exc
     table = Table(title=f"Promotion decisions (data before {result.as_of:%Y-%m-%d}, same window per model)")
@@ -435,7 +503,7 @@ def evaluate_recommender_command(
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Recommender vs baselines on a time split: table printed and logged to MLflow."""
-    from experiments.eval_recommender import evaluate_recommender, log_evaluation
+    from training.pipelines.evaluate_recommender import evaluate_recommender, log_evaluation
     from training.recommender import load_recommender_config
     from training.registry import RegistrySettings
 
@@ -443,10 +511,11 @@ def evaluate_recommender_command(
     started = time.perf_counter()
     try:
         cfg = load_recommender_config(config)
-        result = load_store(data)
-        evaluation = evaluate_recommender(
-            result.tables, as_of=cutoff, horizon_days=horizon, config=cfg, k=k, show_progress=True
-        )
+        result = _load_with_stage(data)
+        with stage("evaluate"):
+            evaluation = evaluate_recommender(
+                result.tables, as_of=cutoff, horizon_days=horizon, config=cfg, k=k, show_progress=True
+            )
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     info = evaluation.info
@@ -472,11 +541,11 @@ def evaluate_recommender_command(
                 else f"full vs best baseline on {metric}: {evaluation.margin(metric):+.1%}"
             )
     if mlflow_log:
-        from training.lineage import build_lineage, log_lineage
+        from training.lineage import build_lineage, log_lineage, model_seeds
 
         settings = RegistrySettings.from_env()
         run_id = log_evaluation(evaluation, config=cfg, settings=settings, data_dir=data)
-        seeds = {"als": cfg.als.seed, "reranker": cfg.reranker.seed}
+        seeds = model_seeds(recommender=cfg)
         log_lineage(settings.client(), [run_id], build_lineage(result.tables, as_of=cutoff, seeds=seeds))
         console.print(f"logged to MLflow run {run_id}")
     console.print(f"done in {time.perf_counter() - started:.1f}s")
@@ -487,7 +556,7 @@ def evaluate_recommender_command(
 
 def _load_for_repurchase(data: Path, as_of: str | None) -> tuple[s.StoreTables, pd.Timestamp, LoadResult]:
     cutoff = _parse_day(as_of, "--as-of")
-    result = load_store(data)
+    result = _load_with_stage(data)
     if cutoff is None:
         cutoff = default_as_of(result.tables)
     return result.tables, cutoff, result
@@ -518,19 +587,23 @@ def evaluate_repurchase_command(
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Repurchase/churn and next-purchase timing vs baselines on the window after --as-of."""
-    from training.repurchase import load_repurchase_config
-    from training.train_repurchase import FeatureCache, evaluate_repurchase, evaluate_timing
+    from training.feature_cache import FeatureCache
+    from training.pipelines.evaluate_repurchase import evaluate_repurchase
+    from training.pipelines.evaluate_timing import evaluate_timing
+    from training.repurchase.config import load_repurchase_config
 
     cutoff = _parse_day(as_of, "--as-of")
     started = time.perf_counter()
     try:
         cfg = load_repurchase_config(config, horizon_days=horizon)
-        tables = load_store(data).tables
+        tables = _load_with_stage(data).tables
         cache = FeatureCache(tables, cfg)
-        rep = evaluate_repurchase(
-            tables, as_of=cutoff, horizon_days=cfg.horizon_days, config=cfg, cache=cache
-        )
-        tim = evaluate_timing(tables, as_of=cutoff, config=cfg, cache=cache)
+        with stage("repurchase"):
+            rep = evaluate_repurchase(
+                tables, as_of=cutoff, horizon_days=cfg.horizon_days, config=cfg, cache=cache
+            )
+        with stage("timing"):
+            tim = evaluate_timing(tables, as_of=cutoff, config=cfg, cache=cache)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     _print_wide(
@@ -652,18 +725,21 @@ def score(
     ] = None,
 ) -> None:
     """Score every user with the champion repurchase and timing models (offline campaign path)."""
+    from training.pipelines.snapshot import build_scoring_features
     from training.registry import RegistrySettings
     from training.scoring import load_registered_bundles, score_feature_table
-    from training.train_repurchase import build_scoring_features
 
     started = time.perf_counter()
     try:
         tables, cutoff, _ = _load_for_repurchase(data, as_of)
-        repurchase, timing = load_registered_bundles(RegistrySettings.from_env())
-        features = build_scoring_features(tables, as_of=cutoff, config=repurchase.config)
-        scores = score_feature_table(
-            features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon
-        )
+        with stage("load models"):
+            repurchase, timing = load_registered_bundles(RegistrySettings.from_env())
+        with stage("features"):
+            features = build_scoring_features(tables, as_of=cutoff, config=repurchase.config)
+        with stage("score"):
+            scores = score_feature_table(
+                features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon
+            )
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -9,15 +15,28 @@ import pytest
 from typer.testing import CliRunner
 
 from features import schema as s
-from features.load import load_store
+from features.load import load_store, write_store
+from features.sample import SampleConfig, generate_store
 from rebuy.cli import app
+from rebuy.logs import rebuy_home as resolve_home
+from training.registry import RegistrySettings
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _invoke(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module", autouse=True)
+def rebuy_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every command of this module keeps its state (log files) under tmp_path."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REBUY_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +105,129 @@ def test_features_rejects_a_malformed_date(sample_dir: Path, tmp_path: Path) -> 
         "features", "--data", str(sample_dir), "--as-of", "03/01/2025", "--out", str(tmp_path / "f.parquet")
     )
     assert code == 2 and "--as-of must be a date YYYY-MM-DD" in output
+
+
+# --- what a person sees: stage lines and warnings on the terminal, INFO detail in a log file ------
+
+LOG_LINE = re.compile(r"^log: (\S+\.log)$", re.MULTILINE)
+
+
+def _log_file(output: str, home: Path) -> Path:
+    """The log file the command printed at its end; it must lie in ``<home>/logs``."""
+    found = LOG_LINE.findall(output)
+    assert len(found) == 1, output
+    path = Path(found[0])
+    assert path.parent == home / "logs" and path.is_file(), path
+    return path
+
+
+def test_validate_shows_one_stage_and_keeps_the_info_detail_in_the_log_file(
+    sample_dir: Path, rebuy_home: Path
+) -> None:
+    code, output = _invoke("validate", "--data", str(sample_dir))
+    assert code == 0, output
+    assert re.search(r"^\d\d:\d\d:\d\d validate: done in [\d.]+ s \(rows [\d,]+ valid", output, re.MULTILINE)
+    assert " INFO " not in output and "features.load" not in output
+    assert len(output.splitlines()) < 20, output  # the table, the summary, two stage lines, the log path
+    log = _log_file(output, rebuy_home)
+    assert log.name.startswith("rebuy-validate-")
+    text = log.read_text()
+    assert " INFO features.load: loaded " in text and " INFO rebuy.stage: validate: done in " in text
+
+
+def test_verbose_shows_the_info_detail_on_the_terminal_too(
+    sample_dir: Path, rebuy_home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "f.parquet"
+    args = ("features", "--data", str(sample_dir), "--as-of", "2025-03-01", "--out", str(out))
+    code, quiet = _invoke(*args)
+    assert code == 0, quiet
+    assert "features: done in" in quiet and " INFO " not in quiet
+    code, verbose = _invoke("--verbose", *args)
+    assert code == 0, verbose
+    assert " INFO features.load: loaded " in verbose and " INFO features.build_user: " in verbose
+    assert "features: done in" in verbose
+    assert " INFO features.build_user: " in _log_file(quiet, rebuy_home).read_text()
+
+
+def test_a_failed_command_prints_its_log_file_holding_the_error(
+    sample_dir: Path, rebuy_home: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "broken"
+    data.mkdir()
+    load_store(sample_dir).events.drop(columns=[s.TS]).to_parquet(data / "events.parquet")
+    for name in (s.ITEMS, s.USERS):
+        (data / f"{name}.parquet").write_bytes((sample_dir / f"{name}.parquet").read_bytes())
+    code, output = _invoke("validate", "--data", str(data))
+    assert code == 2 and "error: " in output
+    text = _log_file(output, rebuy_home).read_text()
+    assert " ERROR rebuy.cli: " in text and "events.parquet" in text and "validate: failed after" in text
+    assert "exited with code 2" in text
+
+
+def test_help_writes_no_log_file(rebuy_home: Path) -> None:
+    before = set((rebuy_home / "logs").glob("*")) if (rebuy_home / "logs").exists() else set()
+    code, output = _invoke("train", "--help")
+    assert code == 0 and "--data" in output and "log: " not in output
+    after = set((rebuy_home / "logs").glob("*")) if (rebuy_home / "logs").exists() else set()
+    assert after == before
+
+
+def test_commands_leave_the_interpreters_logging_as_they_found_it(sample_dir: Path, tmp_path: Path) -> None:
+    root = logging.getLogger()
+    mlflow_logger = logging.getLogger("mlflow")
+
+    def state() -> tuple[object, ...]:
+        return (
+            root.level,
+            root.handlers[:],
+            mlflow_logger.handlers[:],
+            mlflow_logger.propagate,
+            os.environ.get("MLFLOW_CONFIGURE_LOGGING"),
+        )
+
+    before = state()
+    code, output = _invoke("validate", "--data", str(sample_dir))
+    assert code == 0, output
+    assert state() == before
+    # a command that uses MLflow (imported, its loggers routed) and fails: still put back
+    code, output = _invoke("score", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "s.parquet"))
+    assert code == 2, output
+    assert state() == before
+
+
+@pytest.mark.parametrize("home", [None, "", "relative/home", "~/somewhere"])
+def test_the_log_folder_sits_in_the_same_rebuy_home_as_the_registry(home: str | None) -> None:
+    env = {} if home is None else {"REBUY_HOME": home}
+    assert resolve_home(env) == RegistrySettings.from_env(env).home
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_train_shows_a_line_per_stage_and_mlflow_detail_only_in_the_log(tmp_path: Path) -> None:
+    """The real console script in a subprocess: MLflow configures its loggers on import there."""
+    store, home = tmp_path / "store", tmp_path / "home"
+    write_store(generate_store(SampleConfig(users=1_200, days=300, seed=21)), store)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REBUY_"))}
+    env["REBUY_HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-m", "rebuy", "train", "--data", str(store)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=900,
+    )
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()  # bytes: a bar's "\r" stays a "\r"
+    output = stdout + stderr
+    assert done.returncode == 0, output[-3000:]
+    for name in ("validate", "recommender", "repurchase and timing", "lineage"):
+        assert re.search(rf"^\d\d:\d\d:\d\d {name}: done in ", output, re.MULTILINE), name
+    assert " INFO " not in output and "Successfully registered model" not in output
+    assert "Creating initial MLflow database tables" not in output
+    assert output.count("\n") < 60, output  # was about 600 lines of INFO on 2,000 users
+    assert "rebuy-recommender" in stdout and "rebuy-timing" in stdout  # the summary table
+    assert f"ui --backend-store-uri sqlite:///{home.resolve()}/mlflow.db" in stdout
+    text = _log_file(stderr, home.resolve()).read_text()
+    assert " INFO mlflow.prints: Successfully registered model 'rebuy-recommender'." in text
+    assert " INFO mlflow.store.db.utils: Creating initial MLflow database tables" in text
+    assert " INFO training.registry: registered rebuy-timing version 1 as champion" in text
