@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features import schema as s
 from features.errors import InvalidInputError
 from features.load import LoadResult, load_store, write_quarantine
+from features.progress import stage
 from features.window import default_as_of
 from training.config_io import merge_overrides, read_toml, validate_config
 from training.feature_cache import FeatureCache
@@ -176,45 +177,56 @@ def retrain(
     run_dir = settings.home / "retrain" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    tables, as_of, quarantined = _validate(data, as_of=as_of, run_dir=run_dir)
+    with stage("retrain: validate") as info:
+        tables, as_of, quarantined = _validate(data, as_of=as_of, run_dir=run_dir)
+        info |= {"events": len(tables.events), "set aside": quarantined}
     lineage = build_lineage(tables, as_of=as_of, seeds=model_seeds(recommender=reco_cfg, repurchase=rep_cfg))
-    cache, features = _build_features(tables, as_of=as_of, config=rep_cfg, run_dir=run_dir, lineage=lineage)
+    with stage("retrain: features") as info:
+        cache, features = _build_features(
+            tables, as_of=as_of, config=rep_cfg, run_dir=run_dir, lineage=lineage
+        )
+        info["users"] = len(features)
     champions = _current_champions(settings)
-    challengers = _train_challengers(
-        tables,
-        as_of=as_of,
-        config=config,
-        reco_cfg=reco_cfg,
-        rep_cfg=rep_cfg,
-        settings=settings,
-        cache=cache,
-        show_progress=show_progress,
-    )
+    with stage("retrain: train challengers"):  # one stage line per model inside
+        challengers = _train_challengers(
+            tables,
+            as_of=as_of,
+            config=config,
+            reco_cfg=reco_cfg,
+            rep_cfg=rep_cfg,
+            settings=settings,
+            cache=cache,
+            show_progress=show_progress,
+        )
     logger.info("retrain 4/6: evaluating the champions on the same windows")
-    figures = evaluate_champions(
-        tables,
-        as_of=as_of,
-        horizon_days=config.horizon_days,
-        champions=champions,
-        configs=challengers.configs,
-        metrics=challengers.metrics,
-        settings=settings,
-    )
+    with stage("retrain: champions on the same windows"):
+        figures = evaluate_champions(
+            tables,
+            as_of=as_of,
+            horizon_days=config.horizon_days,
+            champions=champions,
+            configs=challengers.configs,
+            metrics=challengers.metrics,
+            settings=settings,
+        )
     decisions = _decide(config, as_of=as_of, champions=champions, challengers=challengers, figures=figures)
-    run_id, report_path = _log_and_report(
-        config,
-        as_of=as_of,
-        decisions=decisions,
-        challengers=challengers,
-        figures=figures,
-        lineage=lineage,
-        segments=features.get(s.FEATURE_SEGMENT),
-        rows_quarantined=quarantined,
-        settings=settings,
-        config_path=config_path,
-        run_dir=run_dir,
-    )
-    _move_aliases(settings, decisions)
+    with stage("retrain: log and report"):
+        run_id, report_path = _log_and_report(
+            config,
+            as_of=as_of,
+            decisions=decisions,
+            challengers=challengers,
+            figures=figures,
+            lineage=lineage,
+            segments=features.get(s.FEATURE_SEGMENT),
+            rows_quarantined=quarantined,
+            settings=settings,
+            config_path=config_path,
+            run_dir=run_dir,
+        )
+    with stage("retrain: promote") as info:
+        _move_aliases(settings, decisions)
+        info |= {d.model_name: d.outcome for d in decisions}
     seconds = time.perf_counter() - started
     logger.info(
         "retrain done in %.1fs: %s",
@@ -335,9 +347,16 @@ def _train_challengers(
     show_progress: bool,
 ) -> _Challengers:
     """Step 3: train and register every model without moving any alias."""
-    reco = train_recommender(
-        tables, as_of=as_of, config=reco_cfg, settings=settings, show_progress=show_progress, set_alias=False
-    )
+    with stage("retrain: recommender") as info:
+        reco = train_recommender(
+            tables,
+            as_of=as_of,
+            config=reco_cfg,
+            settings=settings,
+            show_progress=show_progress,
+            set_alias=False,
+        )
+        info["version"] = reco.model_version
     rep = train_repurchase(
         tables,
         as_of=as_of,
