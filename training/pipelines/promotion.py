@@ -141,8 +141,13 @@ def decide(
     same_recipe: bool = False,
     newer_data: bool = False,
     refresh_same_recipe: bool = True,
+    skipped: str | None = None,
 ) -> Decision:
     """Apply `rule` to the figures of both sides (computed on the same window).
+
+    When the challenger's evaluation was `skipped` (the history could not hold a window out; the
+    reason is given), there are no figures to compare: the first version becomes champion, and an
+    existing champion is kept.
 
     Parameters
     ----------
@@ -158,6 +163,28 @@ def decide(
         A metric the rule names is missing from the challenger's figures.
     """
     primary_key = rule.key(rule.primary)
+    if skipped is not None:
+        return Decision(
+            kind=kind,
+            model_name=MODEL_NAME_BY_KIND[kind],
+            challenger_version=challenger_version,
+            champion_version=champion_version,
+            primary=rule.primary,
+            challenger_value=math.nan,
+            champion_value=None,
+            margin=rule.margin,
+            best_baseline=None,
+            best_baseline_value=None,
+            champion_source=champion_source,
+            outcome="first_champion" if champion is None else "kept",
+            guards=(),
+            reasons=(
+                f"evaluation skipped ({skipped})",
+                "no champion yet: the first trained version becomes champion"
+                if champion is None
+                else "no figures to compare with the champion: the champion stays",
+            ),
+        )
     if primary_key not in challenger:
         raise InvalidInputError(
             f"promotion.{kind}: metric {primary_key!r} is not among the figures of the run "

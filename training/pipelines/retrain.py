@@ -133,6 +133,8 @@ class _Challengers:
     metrics: dict[str, dict[str, float]]
     configs: dict[str, RecommenderConfig | RepurchaseConfig]
     run_ids: dict[str, str]
+    skipped: dict[str, str]
+    """Kinds whose evaluation the history could not hold out, and why."""
 
 
 def retrain(
@@ -377,6 +379,7 @@ def _train_challengers(
         metrics={RECOMMENDER: reco.metrics, REPURCHASE: rep.metrics, TIMING: rep.metrics},
         configs={RECOMMENDER: reco_cfg, REPURCHASE: rep_cfg, TIMING: rep_cfg},
         run_ids={RECOMMENDER: reco.run_id, REPURCHASE: rep.run_id, TIMING: rep.run_id},
+        skipped={kind: rep.skipped[kind] for kind in (REPURCHASE, TIMING) if kind in rep.skipped},
     )
 
 
@@ -406,6 +409,7 @@ def _decide(
                 same_recipe=figures.same_recipe[kind],
                 newer_data=champ_as_of is None or champ_as_of < as_of,
                 refresh_same_recipe=config.refresh_same_recipe,
+                skipped=challengers.skipped.get(kind),
             )
         )
     return decisions

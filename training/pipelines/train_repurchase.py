@@ -3,9 +3,13 @@
 `train_repurchase` runs five stages: the feature snapshot as of `as_of`; the evaluation
 (`evaluate_recipe`: repurchase with the evaluation cut-off ``as_of - h``, timing with
 ``as_of - timing horizon``, each against its baselines); the refit of both bundles with labels
-ending by `as_of`; and the MLflow run (params, metrics, tables, plots, both bundles logged as
+ending by `as_of` (each model with the recipe the history allows: ``stacked`` or
+``short-history``, `training.repurchase.cutoffs.choose_recipe`); and the MLflow run (params, metrics, tables, plots, both bundles logged as
 models-from-code with `training/campaign_model.py`) whose models it registers under
-`training.registry.REPURCHASE_MODEL` and `training.registry.TIMING_MODEL`.
+`training.registry.REPURCHASE_MODEL` and `training.registry.TIMING_MODEL`. An evaluation window
+the history cannot hold out is skipped (``RecipeEvaluation.skipped``, the reason logged) and never
+blocks the refit; the recipe of each model and why is printed, logged (``recipe.<model>`` params and
+tags) and kept in the bundle windows.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,10 @@ class TrainRepurchaseResult:
     as_of: pd.Timestamp
     horizon_days: int
     timing_category_table: pd.DataFrame | None = None  # per user x category pair
+    recipes: dict[str, str] = field(default_factory=dict)
+    """Per model (``repurchase``, ``churn``, ``timing``): ``"<recipe>: <why>"``."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Evaluations the history could not hold out (``repurchase``, ``timing``) and why."""
 
 
 @dataclass
@@ -73,8 +81,10 @@ class RecipeEvaluation:
     """The figures `train_repurchase` reports for one config, and the evaluations behind them."""
 
     metrics: dict[str, float]
-    repurchase: RepurchaseEvaluation
-    timing: TimingEvaluation
+    repurchase: RepurchaseEvaluation | None
+    timing: TimingEvaluation | None
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Evaluations the history could not hold out (``repurchase``, ``timing``) and why."""
 
 
 def evaluate_recipe(
@@ -94,32 +104,46 @@ def evaluate_recipe(
     ``timing_eval_buyers``, ``timing_category_eval_pairs`` (censored pairs included),
     ``timing_category_eval_buyers`` and ``timing_category_predicted_buy_rate``. ``rebuy retrain``
     calls it with the champion's config to compare both on the same windows.
+
+    A window the history cannot hold out (not even the short-history recipe fits before it) is
+    skipped: its evaluation is None, its metrics are absent and ``skipped`` says why.
     """
     cache = cache or FeatureCache(tables, config)
-    rep_eval = evaluate_repurchase(
-        tables,
-        as_of=as_of - pd.Timedelta(days=horizon_days),
-        horizon_days=horizon_days,
-        config=config,
-        cache=cache,
-    )
-    tim_eval = evaluate_timing(
-        tables, as_of=as_of - pd.Timedelta(days=config.timing.horizon_days), config=config, cache=cache
-    )
+    skipped: dict[str, str] = {}
+    rep_eval: RepurchaseEvaluation | None = None
+    tim_eval: TimingEvaluation | None = None
+    rep_as_of = as_of - pd.Timedelta(days=horizon_days)
+    try:
+        rep_eval = evaluate_repurchase(
+            tables, as_of=rep_as_of, horizon_days=horizon_days, config=config, cache=cache
+        )
+    except InvalidInputError as exc:
+        skipped["repurchase"] = f"window [{rep_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
+    tim_as_of = as_of - pd.Timedelta(days=config.timing.horizon_days)
+    try:
+        tim_eval = evaluate_timing(tables, as_of=tim_as_of, config=config, cache=cache)
+    except InvalidInputError as exc:
+        skipped["timing"] = f"window [{tim_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
+    for what, why in skipped.items():
+        logger.warning("%s evaluation skipped: %s", what, why)
     metrics: dict[str, float] = {}
-    for name, row in rep_eval.table.iterrows():
-        metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    for name, row in tim_eval.table.iterrows():
-        metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    metrics["eval_users"] = float(rep_eval.n_users)
-    metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
-    if tim_eval.category_table is not None:
+    if rep_eval is not None:
+        for name, row in rep_eval.table.iterrows():
+            metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    if tim_eval is not None:
+        for name, row in tim_eval.table.iterrows():
+            metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+    if rep_eval is not None:
+        metrics["eval_users"] = float(rep_eval.n_users)
+    if tim_eval is not None:
+        metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
+    if tim_eval is not None and tim_eval.category_table is not None:
         for name, row in tim_eval.category_table.iterrows():
             metrics.update({f"timing_category.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         metrics["timing_category_eval_pairs"] = float(tim_eval.n_pairs)
         metrics["timing_category_eval_buyers"] = float(tim_eval.n_pair_buyers)
         metrics["timing_category_predicted_buy_rate"] = tim_eval.pair_buy_probability
-    return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval)
+    return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval, skipped=skipped)
 
 
 def _pip_requirements() -> list[str]:
@@ -195,20 +219,46 @@ def _log_evaluation(
     params = flatten_params(config)
     params = {k: v for k, v in params.items() if not k.startswith("policy")}
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-    mlflow.log_params(
-        {"as_of": str(as_of), "eval_as_of": str(rep_eval.as_of), "timing_eval_as_of": str(tim_eval.as_of)}
-    )
+    mlflow.log_params({"as_of": str(as_of)})
+    if rep_eval is not None:
+        mlflow.log_params({"eval_as_of": str(rep_eval.as_of)})
+    if tim_eval is not None:
+        mlflow.log_params({"timing_eval_as_of": str(tim_eval.as_of)})
+    if evaluation.skipped:
+        mlflow.log_params({f"evaluation.{k}": f"skipped: {v}"[:500] for k, v in evaluation.skipped.items()})
+        mlflow.set_tags({f"evaluation.{k}": f"skipped: {v}" for k, v in evaluation.skipped.items()})
     mlflow.log_metrics(evaluation.metrics)
-    mlflow.log_text(rep_eval.table.to_csv(), "evaluation/repurchase.csv")
-    mlflow.log_text(tim_eval.table.to_csv(), "evaluation/timing.csv")
-    if tim_eval.category_table is not None:
-        mlflow.log_text(tim_eval.category_table.to_csv(), "evaluation/timing_category.csv")
-    mlflow.log_text(rep_eval.calibration.to_csv(), "evaluation/calibration.csv")
+    if rep_eval is not None:
+        mlflow.log_text(rep_eval.table.to_csv(), "evaluation/repurchase.csv")
+    if tim_eval is not None:
+        mlflow.log_text(tim_eval.table.to_csv(), "evaluation/timing.csv")
+        if tim_eval.category_table is not None:
+            mlflow.log_text(tim_eval.category_table.to_csv(), "evaluation/timing_category.csv")
+    if rep_eval is not None:
+        mlflow.log_text(rep_eval.calibration.to_csv(), "evaluation/calibration.csv")
     mlflow.log_dict(config.model_dump(mode="json"), "config/repurchase_config.json")
     if config_path is not None:
         mlflow.log_artifact(str(config_path), "config")
-    for path, fig in plot_evaluation(rep_eval, tim_eval).items():
-        mlflow.log_figure(fig, path)
+    if rep_eval is not None:
+        for path, fig in plot_evaluation(rep_eval, tim_eval).items():
+            mlflow.log_figure(fig, path)
+
+
+def _recipes(repurchase: RepurchaseBundle, timing: TimingBundle) -> dict[str, dict[str, Any]]:
+    """Recipe and reason per model (``repurchase``, ``churn``, ``timing``) from the bundle windows."""
+    return {**repurchase.window.get("recipes", {}), **timing.window.get("recipes", {})}
+
+
+def _log_recipes(recipes: dict[str, dict[str, Any]]) -> None:
+    """``recipe.<model>`` (name) and ``recipe.<model>.reason`` as params and tags of the active run."""
+    import mlflow
+
+    values = {}
+    for model, recipe in recipes.items():
+        values[f"recipe.{model}"] = str(recipe["recipe"])
+        values[f"recipe.{model}.reason"] = str(recipe["reason"])
+    mlflow.log_params({k: v[:500] for k, v in values.items()})
+    mlflow.set_tags(values)
 
 
 def _log_models(rep_dir: Path, tim_dir: Path) -> tuple[Any, Any]:
@@ -274,7 +324,9 @@ def train_repurchase(
     Raises
     ------
     InvalidInputError
-        Not enough history before `as_of` for the horizons, or a bad policy table.
+        Not enough history before `as_of` for even the short-history recipe (fewer than
+        ``config.cutoffs.min_store_days`` days, or no label window of `horizon_days`), or a bad
+        policy table.
     """
     config = (config or RepurchaseConfig()).model_copy(update={"horizon_days": horizon_days})
     validate_policy(config.policy)
@@ -292,11 +344,19 @@ def train_repurchase(
             tables, as_of=as_of, horizon_days=horizon_days, config=config, cache=cache
         )
         info["roc_auc"] = f"{evaluation.metrics.get('lightgbm.roc_auc', float('nan')):.4f}"
+        if evaluation.skipped:
+            info["skipped"] = ", ".join(sorted(evaluation.skipped))
     with _stage("repurchase: fit repurchase", show_progress) as info:
         repurchase = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=True)
         info["rows"] = repurchase.window["train_rows"]
-    with _stage("repurchase: fit timing", show_progress):
+        recipes = repurchase.window["recipes"]
+        info["recipe"] = f"{recipes['repurchase']['recipe']}, churn {recipes['churn']['recipe']}"
+    with _stage("repurchase: fit timing", show_progress) as info:
         timing = fit_timing_bundle(cache, end=as_of, with_category=True)
+        info["recipe"] = timing.window["recipes"]["timing"]["recipe"]
+    recipes = _recipes(repurchase, timing)
+    for model, recipe in recipes.items():
+        logger.info("recipe of %s: %s (%s)", model, recipe["recipe"], recipe["reason"])
 
     with (
         _stage("repurchase: register", show_progress) as info,
@@ -311,6 +371,7 @@ def train_repurchase(
         )
         with _mlflow_run(settings, as_of=as_of) as run:
             _log_evaluation(evaluation, config=config, config_path=config_path, as_of=as_of)
+            _log_recipes(recipes)
             rep_info, tim_info = _log_models(rep_dir, tim_dir)
             run_id = run.info.run_id
         tags = {"as_of": str(as_of), "run_id": run_id}
@@ -345,13 +406,15 @@ def train_repurchase(
         timing_version=str(tim_version.version),
         timing_alias=tim_alias,
         metrics=evaluation.metrics,
-        repurchase_table=rep_eval.table,
-        timing_table=tim_eval.table,
-        calibration=rep_eval.calibration,
+        repurchase_table=rep_eval.table if rep_eval is not None else pd.DataFrame(),
+        timing_table=tim_eval.table if tim_eval is not None else pd.DataFrame(),
+        calibration=rep_eval.calibration if rep_eval is not None else pd.DataFrame(),
         model_dir=local,
         as_of=as_of,
         horizon_days=horizon_days,
-        timing_category_table=tim_eval.category_table,
+        timing_category_table=tim_eval.category_table if tim_eval is not None else None,
+        recipes={model: f"{r['recipe']}: {r['reason']}" for model, r in recipes.items()},
+        skipped=dict(evaluation.skipped),
     )
 
 

@@ -6,6 +6,14 @@ lie at or before ``end - 2h`` (`training_cutoffs`); with ``cross_fit`` the repur
 models train up to ``end - h`` and take the calibration of a twin trained up to ``end - 2h``
 (`_repurchase_cutoffs`).
 
+When the history is too short for that layout (`training.repurchase.cutoffs.choose_recipe`), each
+model takes the ``short-history`` recipe instead: the cut-offs ``end - h - i * step`` and a
+calibration out of fold across users (`_fit_out_of_fold`). A churn model whose ``churn_days`` are
+longer than the follow-up observed is fitted (LightGBM, cross-entropy) and calibrated out of fold on
+censored targets: 1 when the user bought within the follow-up, else the BG/NBD probability of a
+purchase in the remaining days given none in the follow-up (`_censored_churn_targets`). The recipe
+of each model and why is in ``window["recipes"]``.
+
 `RepurchaseBundle` is what serving and ``rebuy score`` load; `fit_repurchase_bundle` fits it from
 a `training.feature_cache.FeatureCache`.
 """
@@ -20,14 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from features.arrays import ts_ns
 from features.build_labels import PURCHASES, SPEND
-from features.schema import LABEL_PURCHASED_IN_HORIZON
+from features.errors import InvalidInputError
+from features.schema import EVENT_TYPE, LABEL_PURCHASED_IN_HORIZON, TS, USER_ID, EventType
 from training.feature_cache import FeatureCache, data_start, stack_users
+from training.repurchase.bgnbd import BgNbdModel
 from training.repurchase.btyd_features import BTYD_FEATURES
+from training.repurchase.calibration import Calibrator
 from training.repurchase.config import RepurchaseConfig
-from training.repurchase.cutoffs import training_cutoffs
+from training.repurchase.cutoffs import STACKED, Recipe, choose_recipe, training_cutoffs, user_folds
 from training.repurchase.model import PurchaseCountModel, RepurchaseModel
 
 logger = logging.getLogger(__name__)
@@ -162,10 +175,198 @@ def _fit_classifier(
     return model, train, calibration
 
 
+MIN_CHURN_FOLLOW_UP_DAYS = 14
+"""Shortest observed follow-up the censored churn model is fitted on."""
+
+
+def _recipe(cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, min_follow_up_days: int) -> Recipe:
+    return choose_recipe(
+        end,
+        horizon_days=horizon_days,
+        data_start=data_start(cache.tables),
+        config=cache.config.cutoffs,
+        min_follow_up_days=min_follow_up_days,
+    )
+
+
+def _fit_out_of_fold(
+    make: Callable[[], RepurchaseModel | PurchaseCountModel],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    n_folds: int,
+) -> Any:
+    """`make()` fitted on all rows, calibrated on the pooled out-of-fold predictions.
+
+    Rows fall into `n_folds` folds by a stable hash of ``user_id`` (`user_folds`); each fold is
+    predicted by a twin fitted on the other folds. A `RepurchaseModel` gets its configured map
+    (isotonic for a fractional `y`) fitted on those raw scores against `y`; a `PurchaseCountModel`
+    the level actual / predicted.
+    """
+    folds = user_folds(x.index, n_folds=n_folds)
+    oof = np.zeros(len(x))
+    for k in range(n_folds):
+        test = folds == k
+        if not test.any():
+            continue
+        twin = make().fit(x.loc[~test], pd.Series(y[~test]))
+        if isinstance(twin, RepurchaseModel):
+            oof[test] = twin.raw_predict(x.loc[test])
+        else:
+            oof[test] = twin.predict_array(twin.matrix(x.loc[test]))
+    model = make().fit(x, pd.Series(y))
+    if isinstance(model, RepurchaseModel):
+        soft = not np.isin(y, (0.0, 1.0)).all()
+        model.calibrator_ = Calibrator("isotonic" if soft else model.calibration).fit(oof, y)
+    else:
+        predicted, actual = float(np.sum(oof)), float(np.sum(y))
+        model.scale_ = actual / predicted if predicted > 0 and actual > 0 else 1.0
+        logger.info("%s (%s): out-of-fold level scale %.3f", type(model).__name__, model.kind, model.scale_)
+    return model
+
+
+def _censored_churn_targets(
+    cache: FeatureCache, labels: pd.DataFrame, *, cutoffs: Sequence[pd.Timestamp], follow_up_days: int
+) -> np.ndarray:
+    """P(purchase within ``churn_days``) per stacked row with only `follow_up_days` observed.
+
+    1 when the row bought within the follow-up; else the BG/NBD probability of a purchase within
+    the remaining ``churn_days - follow_up_days`` days, the model fitted on the events before
+    ``cutoff + follow_up_days`` (so it knows the user did not buy in the follow-up).
+    """
+    churn_days = cache.config.churn_days
+    bought = labels[LABEL_PURCHASED_IN_HORIZON].to_numpy(bool)
+    out = bought.astype("float64")
+    users = labels.index
+    start = 0
+    sizes = [len(cache.model_users(c, follow_up_days)) for c in cutoffs]
+    for cutoff, size in zip(cutoffs, sizes, strict=True):
+        block = slice(start, start + size)
+        later = cutoff + pd.Timedelta(days=follow_up_days)
+        btyd = BgNbdModel().fit(cache.tables.events, as_of=later)
+        p = btyd.predict_proba(
+            cache.tables.events, as_of=later, horizon_days=churn_days - follow_up_days, user_ids=users[block]
+        ).to_numpy()
+        out[block] = np.where(bought[block], 1.0, np.clip(p, 0.0, 1.0))
+        start += size
+    return out
+
+
+def _fit_short_classifier(
+    cache: FeatureCache, recipe: Recipe, *, horizon_days: int, config: RepurchaseConfig
+) -> RepurchaseModel:
+    """A `RepurchaseModel` on the short-history cut-offs (labels over the observed follow-up),
+    calibrated out of fold; fitted (cross-entropy objective) and calibrated on the censored
+    targets of `_censored_churn_targets` when the follow-up is shorter than the horizon."""
+    x, y = stack_users(cache, recipe.train, horizon_days=recipe.follow_up_days)
+    labels = y[LABEL_PURCHASED_IN_HORIZON].to_numpy("float64")
+    if not labels.any():
+        raise InvalidInputError(
+            f"no repeat buyers: not one user bought within {recipe.follow_up_days} days after the training "
+            f"cut-offs {', '.join(f'{c:%Y-%m-%d}' for c in recipe.train)}; the repurchase and churn models "
+            "need customers who buy again: use a store with repeat purchases or a longer log"
+        )
+    target = None
+    if recipe.follow_up_days < horizon_days:
+        target = _censored_churn_targets(cache, y, cutoffs=recipe.train, follow_up_days=recipe.follow_up_days)
+
+    def make() -> RepurchaseModel:
+        model = RepurchaseModel(
+            config.lightgbm,
+            horizon_days=horizon_days,
+            calibration=config.calibration,
+            extra_features=_extra_features(config),
+        )
+        if target is not None:
+            model.objective = "cross_entropy"  # fractional targets; still a sigmoid of the raw score
+        return model
+
+    return _fit_out_of_fold(
+        make, x, labels if target is None else target, n_folds=config.cutoffs.calibration_folds
+    )
+
+
+def _check_repeat_buyers(events: pd.DataFrame, *, end: pd.Timestamp) -> None:
+    """Raise unless some user bought on two different days before `end`."""
+    bought = events.loc[(events[EVENT_TYPE] == EventType.PURCHASE.value) & (ts_ns(events[TS]) < end.value)]
+    days = bought[TS].dt.normalize()
+    repeat = int((days.groupby(bought[USER_ID].to_numpy()).nunique() >= 2).sum())
+    if repeat == 0:
+        raise InvalidInputError(
+            f"no repeat buyers: not one user bought on two different days before {end:%Y-%m-%d}; the "
+            "repurchase and churn models learn from customers who buy again: use a store with repeat "
+            "purchases or a longer log"
+        )
+
+
+def _recipe_window(recipe: Recipe) -> dict[str, Any]:
+    return {"recipe": recipe.name, "reason": recipe.reason, "follow_up_days": recipe.follow_up_days}
+
+
+def _fit_short_history(
+    cache: FeatureCache, recipe: Recipe, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
+) -> tuple[RepurchaseModel, PurchaseCountModel, PurchaseCountModel, dict[str, Any]]:
+    """Repurchase and value models of the short-history recipe, and their ``window`` entries."""
+    repurchase = _fit_short_classifier(cache, recipe, horizon_days=horizon_days, config=config)
+    x, y = stack_users(cache, recipe.train, horizon_days=horizon_days, values=True)
+    extra = _extra_features(config)
+    purchases, spend = (
+        _fit_out_of_fold(
+            lambda t=target: PurchaseCountModel(
+                config.lightgbm, horizon_days=horizon_days, target=t, extra_features=extra
+            ),
+            x,
+            y[target].to_numpy("float64"),
+            n_folds=config.cutoffs.calibration_folds,
+        )
+        for target in (PURCHASES, SPEND)
+    )
+    window = {
+        "end": str(end),
+        "train_cutoffs": [str(c) for c in recipe.train],
+        "calibration_cutoff": None,
+        "calibration_twin_cutoffs": None,
+        "calibration": f"out-of-fold, {config.cutoffs.calibration_folds} folds of users",
+        "train_rows": len(x),
+    }
+    return repurchase, purchases, spend, window
+
+
+def _fit_churn(
+    cache: FeatureCache, *, end: pd.Timestamp, config: RepurchaseConfig
+) -> tuple[RepurchaseModel, Recipe, dict[str, Any]]:
+    recipe = _recipe(
+        cache, end=end, horizon_days=config.churn_days, min_follow_up_days=MIN_CHURN_FOLLOW_UP_DAYS
+    )
+    if recipe.name == STACKED:
+        churn, churn_train, churn_cal = _fit_classifier(
+            cache, end=end, horizon_days=config.churn_days, config=config
+        )
+        window = {
+            "churn_train_cutoffs": [str(c) for c in churn_train],
+            "churn_calibration_cutoff": str(churn_cal),
+        }
+        return churn, recipe, window
+    if recipe.follow_up_days < config.churn_days:
+        recipe = Recipe(
+            recipe.name,
+            recipe.reason + "; censored part estimated with BG/NBD",
+            recipe.train,
+            None,
+            recipe.follow_up_days,
+        )
+    churn = _fit_short_classifier(cache, recipe, horizon_days=config.churn_days, config=config)
+    window = {"churn_train_cutoffs": [str(c) for c in recipe.train], "churn_calibration_cutoff": None}
+    return churn, recipe, window
+
+
 def fit_repurchase_bundle(
     cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, with_churn: bool = True
 ) -> RepurchaseBundle:
     """Fit repurchase (+ calibration), value and (optionally) churn models with labels ending by `end`.
+
+    Each model takes the ``stacked`` recipe when the history fits it, else ``short-history``
+    (module docstring); ``window["recipes"]`` names the recipe of each and why.
 
     Parameters
     ----------
@@ -181,10 +382,46 @@ def fit_repurchase_bundle(
     Returns
     -------
     RepurchaseBundle
-        With ``window`` naming the training, calibration and twin cut-offs and the row count.
+        With ``window`` naming the training, calibration and twin cut-offs, the row count and the
+        recipes.
+
+    Raises
+    ------
+    InvalidInputError
+        Not even one `horizon_days` label window fits after
+        ``config.cutoffs.short_min_history_days`` of history (the message names what would fit),
+        fewer than ``config.cutoffs.min_store_days`` days of events, or no repeat buyer.
     """
     config = cache.config
     started = time.perf_counter()
+    recipe = _recipe(cache, end=end, horizon_days=horizon_days, min_follow_up_days=horizon_days)
+    if recipe.name != STACKED:
+        _check_repeat_buyers(cache.tables.events, end=end)
+    if recipe.name == STACKED:
+        repurchase, purchases, spend, window = _fit_stacked(
+            cache, end=end, horizon_days=horizon_days, config=config
+        )
+    else:
+        repurchase, purchases, spend, window = _fit_short_history(
+            cache, recipe, end=end, horizon_days=horizon_days, config=config
+        )
+    recipes = {"repurchase": _recipe_window(recipe)}
+    churn = None
+    if with_churn:
+        churn, churn_recipe, churn_window = _fit_churn(cache, end=end, config=config)
+        window |= churn_window
+        recipes["churn"] = _recipe_window(churn_recipe)
+    window["recipes"] = recipes
+    logger.info(
+        "repurchase bundle fitted (labels end %s): %s, %.1fs", end, window, time.perf_counter() - started
+    )
+    return RepurchaseBundle(config, horizon_days, repurchase, purchases, spend, churn, window)
+
+
+def _fit_stacked(
+    cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
+) -> tuple[RepurchaseModel, PurchaseCountModel, PurchaseCountModel, dict[str, Any]]:
+    """Repurchase and value models of the stacked recipe, and their ``window`` entries."""
     repurchase, train, calibration = _fit_classifier(cache, end=end, horizon_days=horizon_days, config=config)
     _, _, twin = _repurchase_cutoffs(cache, end=end, horizon_days=horizon_days, config=config)
     stacked = _stack_all(cache, [train, [calibration], twin], horizon_days=horizon_days, values=True)
@@ -210,19 +447,7 @@ def fit_repurchase_bundle(
         "calibration_twin_cutoffs": [str(c) for c in twin] if twin != train else None,
         "train_rows": len(x),
     }
-    churn = None
-    if with_churn:
-        churn, churn_train, churn_cal = _fit_classifier(
-            cache, end=end, horizon_days=config.churn_days, config=config
-        )
-        window |= {
-            "churn_train_cutoffs": [str(c) for c in churn_train],
-            "churn_calibration_cutoff": str(churn_cal),
-        }
-    logger.info(
-        "repurchase bundle fitted (labels end %s): %s, %.1fs", end, window, time.perf_counter() - started
-    )
-    return RepurchaseBundle(config, horizon_days, repurchase, purchases, spend, churn, window)
+    return repurchase, purchases, spend, window
 
 
 __all__ = ["RepurchaseBundle", "fit_repurchase_bundle"]

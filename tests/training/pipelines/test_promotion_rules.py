@@ -21,7 +21,7 @@ def figures(auc: float, log_loss: float = 0.40, ece: float = 0.02) -> dict[str, 
     return {"lightgbm.roc_auc": auc, "lightgbm.log_loss": log_loss, "lightgbm.ece": ece, **BASELINES}
 
 
-def run(challenger: dict[str, float], champion: dict[str, float] | None, **kwargs: bool) -> str:
+def run(challenger: dict[str, float], champion: dict[str, float] | None, **kwargs: bool | str) -> str:
     return decide(
         "repurchase",
         RULE,
@@ -105,3 +105,20 @@ def test_missing_metric_names_the_key() -> None:
 def test_metric_directions() -> None:
     assert lower_is_better("log_loss") and lower_is_better("timing.lightgbm_hazard.mae_days")
     assert not lower_is_better("ndcg_at_10") and not lower_is_better("lightgbm.roc_auc")
+
+
+def test_a_skipped_evaluation_makes_a_first_champion_but_never_replaces_one() -> None:
+    why = "window [2025-03-01, 2025-04-01) not held out: not enough history"
+    assert run({}, None, skipped=why) == "first_champion"  # no figures at all: still not an error
+    assert run({}, figures(0.85), skipped=why) == "kept"
+    decision = decide(
+        "repurchase",
+        RULE,
+        challenger={},
+        champion=figures(0.85),
+        challenger_version="2",
+        champion_version="1",
+        champion_source="test",
+        skipped=why,
+    )
+    assert why in decision.reasons[0] and "champion stays" in decision.reasons[1]

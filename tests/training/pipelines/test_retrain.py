@@ -7,7 +7,7 @@ B. the default configs (through the CLI): better by far on the same windows, pro
 C. the weak config again: worse than the champion, kept; the champion's figures come from
    refitting its config on the same window, so they must equal B's figures exactly
    (reproducibility: same data and seed, same metrics);
-D. a run that fails half-way (a 200-day repurchase horizon needs more history) after the
+D. a run that fails half-way (a 230-day repurchase horizon needs more history than the store has) after the
    recommender was trained and registered: no alias moves.
 """
 
@@ -110,7 +110,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     weak = _retrain_toml(root / "weak.toml", root / "weak_reco.toml", root / "weak_rep.toml")
     good = _retrain_toml(root / "good.toml", CONFIGS / "recommender.toml", CONFIGS / "repurchase.toml")
     failing = _retrain_toml(
-        root / "failing.toml", CONFIGS / "recommender.toml", CONFIGS / "repurchase.toml", horizon_days=200
+        root / "failing.toml", CONFIGS / "recommender.toml", CONFIGS / "repurchase.toml", horizon_days=230
     )
 
     a = retrain(store, config=load_retrain_config(weak), settings=settings)
@@ -198,7 +198,7 @@ def test_same_data_and_seed_give_identical_metrics(runs: Runs) -> None:
 
 def test_failed_run_touches_no_alias(runs: Runs) -> None:
     assert runs.d_exit == 2, runs.d_output
-    assert "not enough history for a 200-day horizon" in runs.d_output
+    assert "not enough history for a 230-day horizon" in runs.d_output
     assert "no alias was changed" in runs.d_output
     assert runs.d_aliases == runs.c_aliases
     # the recommender of the failed run was trained and registered before the failure, alias-free

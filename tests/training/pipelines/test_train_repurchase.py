@@ -80,6 +80,11 @@ def test_train_register_and_score(trained: Trained) -> None:
     as_of = result.as_of
     assert (result.repurchase_alias, result.timing_alias) == (CHAMPION, CHAMPION)
     assert result.metrics["lightgbm.roc_auc"] > 0.85
+    # a store that fits the stacked layout gets it for every model, and every evaluation
+    assert {m: r.split(":")[0] for m, r in result.recipes.items()} == dict.fromkeys(
+        ("repurchase", "churn", "timing"), "stacked"
+    )
+    assert result.skipped == {}
 
     scorer = load_registered_scorer(settings)
     known = list(scorer.features.index[:50])
