@@ -60,6 +60,8 @@ _CODE_FIELDS: dict[str, str | None] = {
     "missing_user_id": s.USER_ID,
     "invalid_event_type": s.EVENT_TYPE,
     "invalid_ts": s.TS,
+    "future_ts": s.TS,  # later than now plus the allowed clock skew
+    "ts_out_of_range": s.TS,
     "before_signup": s.TS,  # only for ts before the stand-in signup date (1900)
     "missing_item_id": s.ITEM_ID,
     "invalid_quantity": s.QUANTITY,

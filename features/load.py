@@ -15,8 +15,13 @@ users   missing/duplicate user_id, signup_ts not a timestamp
 events  missing user_id, event_type outside the enum, ts not a timestamp, missing item_id on a
         non-login event, quantity not an integer > 0 (required for purchases), price not a
         number >= 0 (required for purchases), missing order_id on a purchase, item_id not in
-        the valid items, user_id not in the valid users, ts before the user's signup_ts, exact
-        duplicate of an earlier row.
+        the valid items, user_id not in the valid users, ts before the user's signup_ts, ts later
+        than now plus `MAX_FUTURE_SKEW_MINUTES` (``future_ts``), exact duplicate of an earlier row.
+
+Timestamps outside what pandas holds in nanoseconds (before 1677-09-22 or after 2262-04-11, such
+as year 0001 or 2999) are set aside as ``ts_out_of_range`` / ``invalid_signup_ts``, never a crash.
+An events table with no valid row loads (the report says so) but `LoadResult.fatal_problem` names
+it: the commands that need events stop on it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
     s.REASON,
     *dict.fromkeys(s.EVENT_COLUMNS + s.ITEM_COLUMNS + s.USER_COLUMNS),
 )
+MAX_FUTURE_SKEW_MINUTES = 10.0
+"""Events later than the loading time plus this many minutes are set aside (clock skew allowance)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,19 @@ class LoadResult:
     @property
     def rows_quarantined(self) -> int:
         return len(self.quarantine)
+
+    @property
+    def fatal_problem(self) -> str | None:
+        """Why the store cannot be trained, featurised or scored (no valid event), or None."""
+        if len(self.events):
+            return None
+        report = next(r for r in self.report if r.table == s.EVENTS)
+        if report.rows_read == 0:
+            found = f"{report.source_file} has no rows (a header only)"
+        else:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in report.reasons.items())
+            found = f"all {report.rows_read:,} rows of {report.source_file} are invalid ({reasons})"
+        return f"events: no valid event: {found}; rebuy needs events to build features, train or score"
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -132,13 +152,18 @@ def read_table(file: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def load_store(path: Path) -> LoadResult:
+def load_store(
+    path: Path, *, now: pd.Timestamp | None = None, max_future_skew_minutes: float = MAX_FUTURE_SKEW_MINUTES
+) -> LoadResult:
     """Read and validate the store in folder `path`.
 
     Parameters
     ----------
     path
         Folder with ``events``, ``items`` and ``users`` as ``.parquet`` or ``.csv``.
+    now, max_future_skew_minutes
+        Events with ``ts > now + max_future_skew_minutes`` are set aside as ``future_ts``;
+        `now` (naive UTC) defaults to the current time.
 
     Returns
     -------
@@ -153,7 +178,12 @@ def load_store(path: Path) -> LoadResult:
     started = time.perf_counter()
     files = {name: find_table_file(path, name) for name in s.TABLES}
     raw = {name: read_table(file, name) for name, file in files.items()}
-    result = validate_tables(raw, source_files={name: str(file) for name, file in files.items()})
+    result = validate_tables(
+        raw,
+        source_files={name: str(file) for name, file in files.items()},
+        now=now,
+        max_future_skew_minutes=max_future_skew_minutes,
+    )
     logger.info(
         "loaded %s: %s in %.1fs",
         path,
@@ -282,12 +312,14 @@ def _tags_column(frame: pd.DataFrame, col: str) -> pd.Series:
     return text.map(canon).astype(s.STRING)
 
 
-def _ts_column(frame: pd.DataFrame, col: str, file: str) -> tuple[pd.Series, np.ndarray]:
-    """Parsed timestamps (naive UTC) and a mask of present-but-unparseable values."""
+def _ts_column(frame: pd.DataFrame, col: str, file: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parsed timestamps (naive UTC), a mask of present-but-unparseable values and one of values
+    outside the nanosecond range (NaT in the result)."""
     raw = frame[col]
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         ts = raw.dt.tz_convert("UTC").dt.tz_localize(None) if raw.dt.tz is not None else raw
-        return ts.astype(s.TS_DTYPE), np.zeros(len(raw), dtype=bool)
+        ts, out_of_range = _in_ns_range(ts)
+        return ts, np.zeros(len(raw), dtype=bool), out_of_range
     if pd.api.types.is_numeric_dtype(raw.dtype):
         raise SchemaError(
             f"{file}: column {col} has type {raw.dtype}; expected timestamps (ISO 8601 text or a timestamp type)"
@@ -295,8 +327,16 @@ def _ts_column(frame: pd.DataFrame, col: str, file: str) -> tuple[pd.Series, np.
     text = raw.astype(s.STRING)
     present = (text.str.strip().str.len() > 0).fillna(False).to_numpy()
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    ts = parsed.dt.tz_localize(None).astype(s.TS_DTYPE)
-    return ts, present & ts.isna().to_numpy()
+    ts, out_of_range = _in_ns_range(parsed.dt.tz_localize(None))
+    return ts, present & ts.isna().to_numpy() & ~out_of_range, out_of_range
+
+
+def _in_ns_range(ts: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Naive timestamps of any unit as `s.TS_DTYPE`, values outside its range as NaT, and their mask."""
+    out_of_range = ((ts < pd.Timestamp.min) | (ts > pd.Timestamp.max)).fillna(False).to_numpy(dtype=bool)
+    if out_of_range.any():
+        ts = ts.where(~out_of_range)
+    return ts.astype(s.TS_DTYPE), out_of_range
 
 
 def _number_column(frame: pd.DataFrame, col: str) -> tuple[pd.Series, np.ndarray]:
@@ -353,7 +393,8 @@ def _validate_items(raw: pd.DataFrame, file: str) -> tuple[pd.DataFrame, _Checks
 
 
 def _validate_users(raw: pd.DataFrame, file: str) -> tuple[pd.DataFrame, _Checks]:
-    signup, signup_bad = _ts_column(raw, s.SIGNUP_TS, file)
+    signup, signup_bad, signup_out_of_range = _ts_column(raw, s.SIGNUP_TS, file)
+    signup_bad = signup_bad | signup_out_of_range
     users = pd.DataFrame(
         {
             s.USER_ID: _id_column(raw, s.USER_ID, file),
@@ -380,14 +421,20 @@ def _validate_users(raw: pd.DataFrame, file: str) -> tuple[pd.DataFrame, _Checks
 
 
 def _validate_events(
-    raw: pd.DataFrame, file: str, *, items: pd.DataFrame, users: pd.DataFrame
+    raw: pd.DataFrame,
+    file: str,
+    *,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    latest: pd.Timestamp,
+    max_future_skew_minutes: float,
 ) -> tuple[pd.DataFrame, _Checks]:
     checks = _Checks(raw)
     user_id = _id_column(raw, s.USER_ID, file)
     item_id = _id_column(raw, s.ITEM_ID, file)
     etype_text = raw[s.EVENT_TYPE].astype(s.STRING)
     etype = pd.Categorical(etype_text.where(etype_text.isin(s.EVENT_TYPES)), dtype=s.EVENT_TYPE_DTYPE)
-    ts, ts_bad = _ts_column(raw, s.TS, file)
+    ts, ts_bad, ts_out_of_range = _ts_column(raw, s.TS, file)
     qty, qty_nan = _number_column(raw, s.QUANTITY)
     price, price_nan = _number_column(raw, s.PRICE)
     order_id = _id_column(raw, s.ORDER_ID, file)
@@ -401,7 +448,27 @@ def _validate_events(
         "event_type must be one of " + ", ".join(s.EVENT_TYPES) + ", got {value}",
         s.EVENT_TYPE,
     )
-    checks.add(ts_bad | ts.isna().to_numpy(), "invalid_ts", "ts is not a timestamp: {value}", s.TS)
+    checks.add(
+        ts_out_of_range,
+        "ts_out_of_range",
+        f"ts {{value}} is outside the timestamps rebuy can hold ({pd.Timestamp.min:%Y-%m-%d} to "
+        f"{pd.Timestamp.max:%Y-%m-%d})",
+        s.TS,
+    )
+    checks.add(
+        (ts_bad | ts.isna().to_numpy()) & ~ts_out_of_range,
+        "invalid_ts",
+        "ts is not a timestamp: {value}",
+        s.TS,
+    )
+    future = (ts > latest).fillna(False).to_numpy(dtype=bool)
+    checks.add(
+        future,
+        "future_ts",
+        f"ts {{value}} is in the future: later than now plus {max_future_skew_minutes:g} minutes "
+        f"({latest:%Y-%m-%d %H:%M} UTC)",
+        s.TS,
+    )
     checks.add(
         item_id.isna().to_numpy() & ~is_login & ~np.asarray(etype.isna()),
         "missing_item_id",
@@ -468,7 +535,11 @@ def _validate_events(
 
 
 def validate_tables(
-    raw: dict[str, pd.DataFrame], *, source_files: dict[str, str] | None = None
+    raw: dict[str, pd.DataFrame],
+    *,
+    source_files: dict[str, str] | None = None,
+    now: pd.Timestamp | None = None,
+    max_future_skew_minutes: float = MAX_FUTURE_SKEW_MINUTES,
 ) -> LoadResult:
     """Validate raw tables (strings from CSV or typed Parquet columns) against the contract.
 
@@ -478,6 +549,9 @@ def validate_tables(
         ``{"events": ..., "items": ..., "users": ...}``, each with at least its required columns.
     source_files
         Names used in messages and the quarantine; default ``"<events>"`` and so on.
+    now, max_future_skew_minutes
+        Events with ``ts > now + max_future_skew_minutes`` are set aside as ``future_ts``;
+        `now` (naive UTC) defaults to the current time.
 
     Returns
     -------
@@ -502,7 +576,15 @@ def validate_tables(
     items = items[~item_checks.bad]
     users, user_checks = _validate_users(frames[s.USERS], files[s.USERS])
     users = users[~user_checks.bad]
-    events, event_checks = _validate_events(frames[s.EVENTS], files[s.EVENTS], items=items, users=users)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    events, event_checks = _validate_events(
+        frames[s.EVENTS],
+        files[s.EVENTS],
+        items=items,
+        users=users,
+        latest=now + pd.Timedelta(minutes=max_future_skew_minutes),
+        max_future_skew_minutes=max_future_skew_minutes,
+    )
     events = events[~event_checks.bad].sort_values(s.TS, kind="stable")
 
     reports, quarantined = [], []

@@ -305,3 +305,22 @@ def test_any_batch_is_accepted_or_rejected_as_a_whole_never_crashes(events: list
     else:
         assert len(frame) == len(events)
         assert frame[s.USER_ID].tolist() == [e[s.USER_ID] for e in events]
+
+
+def test_events_dated_in_the_future_or_out_of_range_are_rejected_naming_ts() -> None:
+    events = [
+        {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "2026-11-19T08:00:00"},  # fine
+        {"user_id": "u2", "item_id": "i1", "event_type": "view", "ts": "2200-01-01T00:00:00"},  # future
+        {
+            "user_id": "u3",
+            "item_id": "i1",
+            "event_type": "view",
+            "ts": "2999-12-31T00:00:00",
+        },  # beyond pandas
+    ]
+    with pytest.raises(FeedbackValidationError) as info:
+        validate_feedback_events(events, now=NOW)
+    problems = {p.row: p for p in info.value.problems}
+    assert set(problems) == {1, 2}
+    assert all(p.field == s.TS for p in problems.values())
+    assert "2200" in str(problems[1].value) and "2999" in str(problems[2].value)

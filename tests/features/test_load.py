@@ -249,3 +249,68 @@ def test_empty_users_table_sets_every_event_aside_as_unknown_user(tmp_path: Path
     events = result.quarantine.loc[result.quarantine["table"] == s.EVENTS]
     assert len(events) == GOOD_EVENTS
     assert set(events[REASON_CODE]) == {"unknown_user_id"}
+
+
+NOW = pd.Timestamp("2025-03-01 12:00:00")
+
+
+@pytest.mark.parametrize(
+    ("row", "code", "fragment"),
+    [
+        ("u1,i1,view,2025-03-01T12:30:00,,,", "future_ts", "ts '2025-03-01T12:30:00' is in the future"),
+        ("u1,i1,view,2200-01-01T00:00:00,,,", "future_ts", "later than now plus 10 minutes"),
+        ("u1,i1,view,2999-06-01T00:00:00,,,", "ts_out_of_range", "ts '2999-06-01T00:00:00' is outside"),
+        ("u1,i1,view,0001-01-01T00:00:00,,,", "ts_out_of_range", "ts '0001-01-01T00:00:00' is outside"),
+    ],
+)
+def test_future_and_out_of_range_events_are_set_aside_and_the_rest_goes_on(
+    tmp_path: Path, row: str, code: str, fragment: str
+) -> None:
+    result = load_store(_write_store(tmp_path, events=EVENTS_CSV + row + "\n"), now=NOW)
+    assert len(result.events) == GOOD_EVENTS
+    assert result.quarantine[REASON_CODE].tolist() == [code]
+    assert fragment in result.quarantine[s.REASON].iloc[0]
+    assert result.quarantine[s.TS].iloc[0] == row.split(",")[3]  # the raw value is kept
+    assert result.fatal_problem is None
+
+
+def test_events_within_the_clock_skew_are_kept_and_the_skew_is_a_setting(tmp_path: Path) -> None:
+    store = _write_store(tmp_path, events=EVENTS_CSV + "u1,i1,view,2025-03-01T12:05:00,,,\n")
+    assert len(load_store(store, now=NOW).events) == GOOD_EVENTS + 1  # 5 minutes ahead: within the skew
+    strict = load_store(store, now=NOW, max_future_skew_minutes=1)
+    assert len(strict.events) == GOOD_EVENTS
+    assert strict.quarantine[REASON_CODE].tolist() == ["future_ts"]
+    assert "later than now plus 1 minutes (2025-03-01 12:01 UTC)" in strict.quarantine[s.REASON].iloc[0]
+
+
+def test_out_of_range_timestamps_in_parquet_and_signups_do_not_crash(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = _write_store(tmp_path)
+    events = pd.read_csv(store / "events.csv", dtype=str)
+    stamps = [dt.datetime.fromisoformat(v) for v in events[s.TS]] + [dt.datetime(2999, 1, 1)]
+    extra = events.iloc[[2]].assign(**{s.TS: None})
+    table = pa.Table.from_pandas(pd.concat([events, extra], ignore_index=True).drop(columns=s.TS))
+    table = table.append_column(s.TS, pa.array(stamps, type=pa.timestamp("us")))
+    pq.write_table(table, store / "events.parquet")
+    (store / "events.csv").unlink()
+    (store / "users.csv").write_text(USERS_CSV + "u3,2999-01-01T00:00:00,cat,organic\n")
+    result = load_store(store, now=NOW)
+    assert len(result.events) == GOOD_EVENTS
+    codes = dict(zip(result.quarantine["table"], result.quarantine[REASON_CODE], strict=True))
+    assert codes == {s.EVENTS: "ts_out_of_range", s.USERS: "invalid_signup_ts"}
+    assert result.events[s.TS].dtype == s.TS_DTYPE
+
+
+def test_an_events_table_without_valid_rows_is_a_fatal_problem_naming_the_file(tmp_path: Path) -> None:
+    header = EVENTS_CSV.splitlines()[0] + "\n"
+    empty = load_store(_write_store(tmp_path / "a", events=header))
+    assert empty.events.empty and empty.fatal_problem is not None
+    assert "events.csv has no rows (a header only)" in empty.fatal_problem
+    future = load_store(_write_store(tmp_path / "b", events=header + "u1,i1,view,2200-01-01,,,\n"), now=NOW)
+    assert future.fatal_problem is not None
+    assert "all 1 rows of" in future.fatal_problem and "(future_ts 1)" in future.fatal_problem
+    assert load_store(_write_store(tmp_path / "c")).fatal_problem is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from features.arrays import DAY_NS, day_gaps, event_code, group_median
 from features.build_category import calc_user_category_arrays
@@ -68,6 +69,25 @@ class PairTable:
         return pos, self.indices[offsets].astype(np.int64), offsets
 
 
+def pair_values(matrix: sp.spmatrix | sp.sparray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[rows[i], cols[i]]`` for every i as a 1-D float64 array, for any number of pairs.
+
+    The same values as scipy's fancy indexing (duplicates summed, absent pairs 0), read from the
+    CSR structure: scipy returns a dense matrix for one or more pairs but a sparse one for none,
+    which `np.asarray` turns into a 0-d object array (a recommender fitted before the first event).
+    """
+    csr = sp.csr_matrix(matrix, copy=True)
+    csr.sum_duplicates()  # canonical: sorted indices, one entry per (row, col)
+    n_cols = np.int64(csr.shape[1])
+    stored = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr)) * n_cols + csr.indices
+    wanted = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(stored, wanted), max(len(stored) - 1, 0))
+    found = (stored[pos] == wanted) if len(stored) else np.zeros(len(wanted), dtype=bool)
+    out = np.zeros(len(wanted), dtype=np.float64)
+    out[found] = csr.data[pos[found]]
+    return out
+
+
 def build_user_item_table(data: InteractionData, *, as_of: pd.Timestamp) -> PairTable:
     """One entry per (user, item) with an event before `as_of`.
 
@@ -98,7 +118,7 @@ def build_user_item_table(data: InteractionData, *, as_of: pd.Timestamp) -> Pair
     day_keys, _, gap_keys, gaps = day_gaps(ui_key[purchase], pday)
     purchase_days = np.bincount(np.searchsorted(keys, day_keys), minlength=n_pairs).astype(np.float64)
     own_gap = group_median(np.searchsorted(keys, gap_keys), gaps.astype(np.float64), n_pairs)
-    conf_pairs = np.asarray(data.confidence[keys // n_items, keys % n_items]).ravel()
+    conf_pairs = pair_values(data.confidence, keys // n_items, keys % n_items)
     return PairTable.from_keys(
         keys // n_items,
         keys % n_items,
