@@ -22,14 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 from features import schema as s
-from features.errors import RebuyError
+from features.errors import InvalidInputError, RebuyError
 from features.load import LoadResult, TableReport, load_store, validate_tables, write_quarantine, write_store
 from features.progress import stage
 from features.window import default_as_of
 from rebuy.logs import FILE_ONLY, command_logging, log_file_path, rebuy_home
 
 if TYPE_CHECKING:
+    from training.pipelines.retrain import RetrainConfig
     from training.registry import RegistrySettings
+    from training.repurchase.config import RepurchaseConfig
 
 app = typer.Typer(
     name="rebuy",
@@ -140,14 +142,31 @@ def _save_quarantine(result: LoadResult, path: Path) -> None:
         )
 
 
-def _load_with_stage(data: Path) -> LoadResult:
-    """`load_store` reported as the ``validate`` stage."""
+def _load_with_stage(data: Path, *, need_events: bool = True) -> LoadResult:
+    """`load_store` reported as the ``validate`` stage.
+
+    Raises
+    ------
+    InvalidInputError
+        `need_events` and the store has no valid event (`LoadResult.fatal_problem`).
+    """
     with stage("validate") as info:
         result = load_store(data)
         info["rows"] = (
             f"{sum(r.rows_valid for r in result.report):,} valid, {result.rows_quarantined:,} set aside"
         )
+    if need_events and result.fatal_problem:
+        raise InvalidInputError(result.fatal_problem)
     return result
+
+
+def _check_history(
+    tables: s.StoreTables, *, as_of: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
+) -> None:
+    """The pre-flight of `rebuy train`: enough days of events and repeat buyers, before anything is fitted."""
+    from training.history_check import check_training_history
+
+    check_training_history(tables, as_of=as_of, horizon_days=horizon_days, config=config)
 
 
 @app.command()
@@ -188,12 +207,14 @@ def validate(
 ) -> None:
     """Validate a store folder: report per table, invalid rows kept aside; exit 2 on fatal problems."""
     try:
-        result = _load_with_stage(data)
+        result = _load_with_stage(data, need_events=False)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     console.print(_report_table(result.report, f"Validation of {data}"))
     _save_quarantine(result, quarantine or data / "quarantine.csv")
     console.print(_store_summary(result.tables))
+    if result.fatal_problem:
+        raise _fail(result.fatal_problem)
     if strict and result.rows_quarantined:
         raise typer.Exit(1)
 
@@ -201,7 +222,11 @@ def validate(
 def _run_import(kind: str, file: Path, out: Path) -> None:
     from features import adapters
 
-    importer = {"online-retail": adapters.import_online_retail, "cdnow": adapters.import_cdnow}[kind]
+    importer = {
+        "online-retail": adapters.import_online_retail,
+        "cdnow": adapters.import_cdnow,
+        "completejourney": adapters.import_completejourney,
+    }[kind]
     started = time.perf_counter()
     try:
         imported = importer(file)
@@ -247,6 +272,17 @@ def import_cdnow(
 ) -> None:
     """Import the CDNOW master file."""
     _run_import("cdnow", file, out)
+
+
+@import_app.command("completejourney")
+def import_completejourney(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with transactions.parquet and products.parquet (Complete Journey).")
+    ],
+    out: Annotated[Path, typer.Option(help="Store folder to write.")],
+) -> None:
+    """Import dunnhumby's The Complete Journey grocery log."""
+    _run_import("completejourney", folder, out)
 
 
 @app.command()
@@ -308,10 +344,11 @@ def train(
         bool, typer.Option(help="Do nothing when every model already has a champion (used by make run).")
     ] = False,
 ) -> None:
-    """Train, evaluate, log and register the recommender, repurchase and timing models."""
-    from training.lineage import build_lineage, log_lineage, model_seeds
-    from training.pipelines.train_recommender import train_recommender
-    from training.pipelines.train_repurchase import train_repurchase
+    """Train, evaluate, log and register the recommender, repurchase and timing models.
+
+    Aliases move last, once every model is registered: a failure changes no alias.
+    """
+    from training.pipelines.train import train_all
     from training.recommender import load_recommender_config
     from training.registry import (
         MODEL_NAMES,
@@ -338,33 +375,23 @@ def train(
         loaded = _load_with_stage(data)
         if cutoff is None:
             cutoff = default_as_of(loaded.tables)
+        _check_history(loaded.tables, as_of=cutoff, horizon_days=horizon, config=rep_cfg)
         console.print(
             f"training on events before {cutoff:%Y-%m-%d}; MLflow at {settings.tracking_uri}", soft_wrap=True
         )
-        # one stage per pipeline call until the pipelines report their own (features, each model, register)
-        with stage("recommender") as info:
-            reco = train_recommender(
-                loaded.tables, as_of=cutoff, config=reco_cfg, settings=settings, show_progress=True
-            )
-            info[RECOMMENDER_MODEL] = f"v{reco.model_version} {reco.alias or 'no alias'}"
-        with stage("repurchase and timing") as info:
-            rep = train_repurchase(
-                loaded.tables,
-                as_of=cutoff,
-                horizon_days=horizon,
-                config=rep_cfg,
-                settings=settings,
-                show_progress=True,
-                config_path=repurchase_config,
-            )
-            info[REPURCHASE_MODEL] = f"v{rep.repurchase_version} {rep.repurchase_alias or 'no alias'}"
-            info[TIMING_MODEL] = f"v{rep.timing_version} {rep.timing_alias or 'no alias'}"
+        result = train_all(
+            loaded.tables,
+            as_of=cutoff,
+            horizon_days=horizon,
+            recommender_config=reco_cfg,
+            repurchase_config=rep_cfg,
+            settings=settings,
+            repurchase_config_path=repurchase_config,
+            show_progress=True,
+        )
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
-    with stage("lineage"):
-        seeds = model_seeds(recommender=reco_cfg, repurchase=rep_cfg)
-        lineage = build_lineage(loaded.tables, as_of=cutoff, seeds=seeds)
-        log_lineage(settings.client(), [reco.run_id, rep.run_id], lineage)
+    reco, rep = result.recommender, result.repurchase
     table = Table(title=f"Registered models (trained before {cutoff:%Y-%m-%d})")
     for col in ("model", "version", "alias", "run", "key figures"):
         table.add_column(col)
@@ -394,6 +421,10 @@ def train(
         figures(rep.metrics, ("timing.lightgbm_hazard.hit_rate_at_7", "timing.lightgbm_hazard.mae_days")),
     )
     _print_wide(table)
+    for model, recipe in rep.recipes.items():
+        console.print(f"recipe of {model}: {recipe}", soft_wrap=True, highlight=False, markup=False)
+    for model, why in rep.skipped.items():
+        console.print(f"{model} evaluation skipped: {why}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"[green]done in {time.perf_counter() - started:.1f}s[/]")
     console.print(_mlflow_ui_hint(settings), soft_wrap=True, highlight=False)
 
@@ -411,6 +442,16 @@ def _mlflow_ui_hint(settings: RegistrySettings) -> str:
         f"look at the runs: {exe} ui --backend-store-uri {shlex.quote(settings.tracking_uri)}"
         " (then open http://127.0.0.1:5000)"
     )
+
+
+def _check_retrain_history(data: Path, *, as_of: pd.Timestamp | None, config: RetrainConfig) -> None:
+    """`_check_history` of the store `rebuy retrain` is about to load (no valid event, too short, no repeat buyer)."""
+    from training.repurchase.config import load_repurchase_config
+
+    tables = _load_with_stage(data).tables
+    cutoff = as_of if as_of is not None else default_as_of(tables)
+    rep_cfg = load_repurchase_config(config.repurchase_config)
+    _check_history(tables, as_of=cutoff, horizon_days=config.horizon_days, config=rep_cfg)
 
 
 @app.command()
@@ -435,6 +476,7 @@ def retrain(
     cutoff = _parse_day(as_of, "--as-of")
     try:
         cfg = load_retrain_config(config)
+        _check_retrain_history(data, as_of=cutoff, config=cfg)
         console.print(f"retraining from {data}; MLflow at {settings.tracking_uri}", soft_wrap=True)
         with stage("retrain"):
             result = run_retrain(

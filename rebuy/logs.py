@@ -37,6 +37,9 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TERMINAL_TIME = "%H:%M:%S"
 FILE_ONLY = {"rebuy_file_only": True}
 """``extra=`` for records meant for the log file only (the terminal already shows them otherwise)."""
+OWN_PACKAGES = ("features", "training", "serving", "experiments", "rebuy")
+"""Top-level packages whose loggers the command re-enables if a library disabled them."""
+
 MLFLOW_LOGGERS = ("mlflow", "alembic", "huey")
 """Loggers MLflow configures itself on import (own stderr handler, no propagation)."""
 MLFLOW_PRINTS = "mlflow.prints"
@@ -166,6 +169,15 @@ def command_logging(
     saved_stream = None if mlflow_logging is None else mlflow_logging.MLFLOW_LOGGING_STREAM
     if mlflow_logging is not None:
         mlflow_logging.MLFLOW_LOGGING_STREAM = _PrintsToLog(MLFLOW_PRINTS)
+    # a library configuring logging with disable_existing_loggers (dictConfig / fileConfig) earlier
+    # in this process would have silenced our loggers, the stage lines among them: enable them here
+    disabled = [
+        lg
+        for name, lg in logging.root.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and lg.disabled and name.split(".")[0] in OWN_PACKAGES
+    ]
+    for lg in disabled:
+        lg.disabled = False
     root.setLevel(logging.INFO)
     root.addHandler(file_handler)
     root.addHandler(terminal)
@@ -185,6 +197,8 @@ def command_logging(
         root.removeHandler(file_handler)
         file_handler.close()
         root.setLevel(saved_root)
+        for lg in disabled:
+            lg.disabled = True
         for name, (handlers, propagate, level) in saved.items():
             lg = logging.getLogger(name)
             lg.handlers, lg.propagate = handlers, propagate

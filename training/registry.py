@@ -15,7 +15,8 @@ Deployment settings come from the environment, read here only:
 With the local default, the experiment is created with an explicit artifact location under
 REBUY_HOME, so artifacts never scatter into ``./mlruns`` of whatever folder a command ran in.
 Registry stages are not used: the first version registered for a name becomes its
-``champion``; later versions become ``challenger`` and are promoted by `promote_version`.
+``champion``; later versions become ``challenger`` (`assign_alias`, or `assign_aliases` once a
+whole run has registered) and are promoted by `promote_version`.
 """
 
 from __future__ import annotations
@@ -146,10 +147,25 @@ def register_version(
     if not set_alias:
         logger.info("registered %s version %s (no alias yet)", name, version.version)
         return version, ""
+    return version, assign_alias(settings, name, version=str(version.version))
+
+
+def assign_alias(settings: RegistrySettings, name: str, *, version: str) -> str:
+    """Give `version` of `name` the alias a new version gets: ``champion`` when `name` has no
+    champion yet, ``challenger`` otherwise. Returns the alias."""
     alias = CHALLENGER if get_alias_version(settings, name, alias=CHAMPION) is not None else CHAMPION
-    settings.client().set_registered_model_alias(name, alias, version.version)
-    logger.info("registered %s version %s as %s", name, version.version, alias)
-    return version, alias
+    settings.client().set_registered_model_alias(name, alias, version)
+    logger.info("registered %s version %s as %s", name, version, alias)
+    return alias
+
+
+def assign_aliases(settings: RegistrySettings, versions: Mapping[str, str]) -> dict[str, str]:
+    """`assign_alias` for each registered name -> new version, in order; the alias each got.
+
+    Call it once, after every version of a run is registered (``rebuy train``), so that a run that
+    fails half-way moves no alias at all.
+    """
+    return {name: assign_alias(settings, name, version=version) for name, version in versions.items()}
 
 
 def promote_version(settings: RegistrySettings, name: str, *, version: str) -> None:

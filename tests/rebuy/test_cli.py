@@ -231,3 +231,74 @@ def test_train_shows_a_line_per_stage_and_mlflow_detail_only_in_the_log(tmp_path
     assert " INFO mlflow.prints: Successfully registered model 'rebuy-recommender'." in text
     assert " INFO mlflow.store.db.utils: Creating initial MLflow database tables" in text
     assert " INFO training.registry: registered rebuy-timing version 1 as champion" in text
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_train_that_fails_half_way_exits_2_and_says_no_alias_changed(tmp_path: Path) -> None:
+    """The repurchase step refuses its policy after the recommender was registered: no alias moves."""
+    store, home = tmp_path / "store", tmp_path / "home"
+    write_store(generate_store(SampleConfig(users=700, days=240, seed=5)), store)
+    (tmp_path / "reco.toml").write_text("[als]\nfactors = 4\niterations = 1\n[reranker]\nn_estimators = 3\n")
+    (tmp_path / "rep.toml").write_text('[[policy.rules]]\nsegment = "vip"\naction = "gold_card"\n')
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(store),
+            "--recommender-config",
+            str(tmp_path / "reco.toml"),
+            "--repurchase-config",
+            str(tmp_path / "rep.toml"),
+        ],
+        env={"REBUY_HOME": str(home), "MLFLOW_TRACKING_URI": ""},
+    )
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: rebuy train failed at the repurchase and timing step: policy.rules[0]: segment 'vip' is unknown, "
+        "expected one of ['active', 'lapsed', 'new', 'regular', 'silent_warning'] or '*'"
+    ], result.output
+    assert "no alias was changed; registered without an alias: rebuy-recommender v1" in result.output
+    assert "Registered models" not in result.output  # no summary table
+    settings = RegistrySettings.from_env({"REBUY_HOME": str(home)})
+    client = settings.client()
+    versions = {
+        model.name: [
+            (str(v.version), list(v.aliases)) for v in client.search_model_versions(f"name='{model.name}'")
+        ]
+        for model in client.search_registered_models()
+    }
+    assert versions == {"rebuy-recommender": [("1", [])]}
+
+
+def test_stage_lines_show_even_after_a_library_disabled_existing_loggers(tmp_path: Path) -> None:
+    import logging.config
+
+    from typer.testing import CliRunner
+
+    from features.load import write_store
+    from features.progress import STAGE_LOGGER
+    from features.sample import SampleConfig, generate_store
+    from rebuy.cli import app
+
+    write_store(generate_store(SampleConfig(users=40, days=60, seed=1)), tmp_path / "store")
+    logging.getLogger(STAGE_LOGGER)  # exists before the library call, as in a long-lived process
+    loggers = [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    before = {lg: (lg.disabled, lg.level, lg.handlers[:], lg.propagate) for lg in loggers}
+    root_state = (logging.root.level, logging.root.handlers[:])
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": True})
+    try:
+        result = CliRunner().invoke(
+            app, ["validate", "--data", str(tmp_path / "store")], env={"REBUY_HOME": str(tmp_path / "home")}
+        )
+        assert result.exit_code == 0, result.output
+        assert "validate: done in" in result.output
+        assert logging.getLogger(STAGE_LOGGER).disabled  # put back as it was found
+    finally:
+        for lg, (disabled, level, handlers, propagate) in before.items():
+            lg.disabled, lg.handlers, lg.propagate = disabled, handlers, propagate
+            lg.setLevel(level)
+        logging.root.setLevel(root_state[0])
+        logging.root.handlers[:] = root_state[1]

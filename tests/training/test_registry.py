@@ -12,6 +12,7 @@ from training.registry import (
     CHALLENGER,
     CHAMPION,
     RegistrySettings,
+    assign_aliases,
     get_alias_version,
     promote_version,
     register_version,
@@ -87,6 +88,36 @@ def test_first_version_becomes_champion_later_ones_challenger(
     artifacts = list((tmp_path / "home" / "mlartifacts").rglob("MLmodel"))
     assert len(artifacts) == 2
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_assign_aliases_gives_new_versions_the_registration_rule_once_all_are_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model_code.py").write_text(MODEL_CODE)
+    settings = RegistrySettings.from_env({"REBUY_HOME": str(tmp_path / "home")})
+    experiment_id = setup_mlflow(settings)
+
+    def register_run() -> dict[str, str]:
+        with mlflow.start_run(experiment_id=experiment_id):
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "model_code.py"))
+        registered = {}
+        for name in ("rebuy-a", "rebuy-b"):
+            version, alias = register_version(settings, info.model_uri, name=name, set_alias=False)
+            assert alias == ""
+            registered[name] = str(version.version)
+        return registered
+
+    first = register_run()
+    assert get_alias_version(settings, "rebuy-a") is None and get_alias_version(settings, "rebuy-b") is None
+    assert assign_aliases(settings, first) == {"rebuy-a": CHAMPION, "rebuy-b": CHAMPION}
+    second = register_run()
+    assert get_alias_version(settings, "rebuy-a", alias=CHALLENGER) is None  # nothing moved yet
+    assert assign_aliases(settings, second) == {"rebuy-a": CHALLENGER, "rebuy-b": CHALLENGER}
+    for name in ("rebuy-a", "rebuy-b"):
+        assert str(get_alias_version(settings, name).version) == first[name] == "1"
+        assert str(get_alias_version(settings, name, alias=CHALLENGER).version) == second[name] == "2"
 
 
 def test_setup_mlflow_leaves_the_environment_of_child_processes_alone(
