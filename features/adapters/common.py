@@ -201,14 +201,16 @@ def purchase_events(rows: pd.DataFrame) -> pd.DataFrame:
     return schema.conform(events.sort_values(order, kind="stable"), schema.EVENTS)
 
 
-def contract_items(*, item_ids: object, category: object, price: object, tags: object) -> pd.DataFrame:
-    """Items table from per-item arrays (or scalars); a public log has no ``pet_type`` nor ``brand``."""
+def contract_items(
+    *, item_ids: object, category: object, price: object, tags: object, brand: object = np.nan
+) -> pd.DataFrame:
+    """Items table from per-item arrays (or scalars); a public log has no ``pet_type``, ``brand`` if it has one."""
     items = pd.DataFrame(
         {
             schema.ITEM_ID: item_ids,
             schema.CATEGORY: category,
             schema.PET_TYPE: np.nan,
-            schema.BRAND: np.nan,
+            schema.BRAND: brand,
             schema.PRICE: price,
             schema.TAGS: tags,
         }

@@ -14,6 +14,8 @@ from training.recommender.baselines import (
     AlsRecommender,
     ItemKnnRecommender,
     MostPopularRecommender,
+    TifuKnnConfig,
+    TifuKnnRecommender,
     TopFrequencyRecommender,
 )
 from training.recommender.config import AlsConfig
@@ -52,6 +54,7 @@ BASELINES = {
     "top_frequency": TopFrequencyRecommender,
     "item_knn": ItemKnnRecommender,
     "als": lambda: AlsRecommender(AlsConfig(factors=4, iterations=5)),
+    "tifu_knn": lambda: TifuKnnRecommender(TifuKnnConfig(neighbours=2)),
 }
 
 
@@ -87,6 +90,33 @@ def test_top_frequency_ranks_the_users_own_purchases_first() -> None:
 def test_item_knn_recommends_items_bought_with_the_users_items() -> None:
     reco = ItemKnnRecommender().fit(_data(CO_BOUGHT)).recommend(["d"], k=1, exclude_seen=True)
     assert _items(reco, "d") == ["i2"]  # not i3, more popular but never bought with i1
+
+
+def test_tifu_knn_decays_older_baskets_within_and_across_groups() -> None:
+    # u bought i1 in three baskets 60, 50 and 40 days ago and i2 in one basket 2 days ago
+    tables = _tables([*(purchase("u", "i1", d) for d in (60, 50, 40)), purchase("u", "i2", 2)])
+    data = _data(tables)
+
+    def top(**settings: float) -> list[str]:
+        config = TifuKnnConfig(alpha=1.0, **settings)
+        return _items(TifuKnnRecommender(config).fit(data).recommend(["u"], k=2), "u")
+
+    # one group, no decay: i1 is in 3 of the 4 baskets
+    assert top(group_size=4, within_decay=1.0) == ["i1", "i2"]
+    # one basket a group, each older group halved: i1 scores 1/2 + 1/4 + 1/8 < 1 for i2
+    assert top(group_size=1, across_decay=0.5) == ["i2", "i1"]
+    # one group, each older basket inside it halved: the same order
+    assert top(group_size=4, within_decay=0.5) == ["i2", "i1"]
+
+
+def test_tifu_knn_adds_the_items_of_similar_users() -> None:
+    # d bought only i1; a, b and c bought i1 with i2 (its neighbours); e, f, g bought i3 alone
+    model = TifuKnnRecommender(TifuKnnConfig(neighbours=3, alpha=0.5)).fit(_data(CO_BOUGHT))
+    reco = model.recommend(["d"], k=2)
+    assert _items(reco, "d") == ["i1", "i2"]  # not i3, as popular but bought by no neighbour
+    alone = TifuKnnRecommender(TifuKnnConfig(neighbours=3, alpha=1.0)).fit(_data(CO_BOUGHT))
+    scores = alone.recommend(["d"], k=2).set_index(ITEM_ID)["score"]
+    assert scores["i1"] > 0.5 > scores.iloc[1]  # alpha = 1: own vector only, i2 just a tie-break
 
 
 def test_exclude_seen_drops_the_users_items() -> None:
