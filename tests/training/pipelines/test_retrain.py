@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from features.load import write_store
 from features.sample import SampleConfig, generate_store
 from rebuy.cli import app
+from tests.training.pipelines.weak_configs import WEAK_RECOMMENDER, WEAK_REPURCHASE
 from training.pipelines.promotion import KINDS, MODEL_NAME_BY_KIND
 from training.pipelines.retrain import RetrainResult, load_retrain_config, retrain
 from training.registry import (
@@ -38,20 +39,6 @@ from training.registry import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONFIGS = Path(__file__).resolve().parents[3] / "training" / "configs"
-WEAK_RECOMMENDER = """
-[als]
-factors = 4
-iterations = 1
-[reranker]
-n_estimators = 3
-"""
-WEAK_REPURCHASE = """
-[lightgbm]
-num_boost_round = 3
-num_leaves = 3
-[timing.lightgbm]
-num_boost_round = 2
-"""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from features.sample import SampleConfig, generate_store
 from features.schema import StoreTables
 from features.window import default_as_of
 from rebuy.cli import app
+from tests.training.pipelines.weak_configs import WEAK_RECOMMENDER, WEAK_REPURCHASE
 from training.pipelines.train import REPURCHASE_STEP, TrainResult, TrainStepError, train_all
 from training.recommender import load_recommender_config
 from training.registry import (
@@ -38,20 +39,6 @@ from training.repurchase.config import load_repurchase_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-WEAK_RECOMMENDER = """
-[als]
-factors = 4
-iterations = 1
-[reranker]
-n_estimators = 3
-"""
-WEAK_REPURCHASE = """
-[lightgbm]
-num_boost_round = 3
-num_leaves = 3
-[timing.lightgbm]
-num_boost_round = 2
-"""
 BAD_POLICY = (
     WEAK_REPURCHASE
     + """
