@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from experiments.eval_repurchase import (
@@ -101,3 +102,47 @@ def test_excluding_an_unknown_feature_fails_naming_it() -> None:
     config = LightGbmConfig(exclude_features=("orders_365d", "no_such_feature"))
     with pytest.raises(InvalidInputError, match="no_such_feature"):
         config.params("binary", feature_names=["orders_365d", "orders_total"])
+
+
+# --- the standard BTYD split: 39 weeks of calibration (cut-off 1997-10-01), 13- and 39-week holdouts.
+# At 39 weeks the holdout is longer than any follow-up the history shows, so the repurchase and
+# value models correct Pareto/NBD's forecast (an offset, `btyd_features`) learned on shorter
+# windows. MAE is not asserted: it rewards forecasts shrunk below the mean (an all-zero forecast
+# beats every model), and Pareto/NBD's forecast, 13% below the true total, wins it at both
+# horizons; the closing note and experiments/README.md report it as a loss. The 39-week fit takes
+# about 7 minutes (BTYD features at every cut-off): it is `heavy`, run by `make test-all`.
+STANDARD_AS_OF = pd.Timestamp("1997-10-01")
+
+
+@pytest.fixture(scope="module", params=[91, pytest.param(273, marks=pytest.mark.heavy)], ids=["13w", "39w"])
+def standard_split(request: pytest.FixtureRequest) -> RepurchaseEvaluation:
+    path = cdnow_master_path()
+    if path is None:
+        pytest.skip(f"{CDNOW_IN_WHEEL} not found: make install adds lifetimes==0.11.3")
+    horizon = request.param
+    config = cdnow_config(load_repurchase_config(), btyd_features=horizon > 91)
+    return evaluate_repurchase(load_cdnow(path), as_of=STANDARD_AS_OF, horizon_days=horizon, config=config)
+
+
+@pytest.mark.parametrize("baseline", [BGNBD, PARETONBD])
+def test_standard_split_lightgbm_beats_btyd_on_roc_auc_and_deviance(
+    standard_split: RepurchaseEvaluation, baseline: str
+) -> None:
+    table = standard_split.table
+    assert table.loc[LIGHTGBM, "roc_auc"] > table.loc[baseline, "roc_auc"], table["roc_auc"].to_dict()
+    deviance = "poisson_deviance_purchases"
+    assert table.loc[LIGHTGBM, deviance] < table.loc[baseline, deviance], table[deviance].to_dict()
+
+
+def test_standard_split_39w_corrects_pareto_nbd_learned_on_shorter_windows(
+    standard_split: RepurchaseEvaluation,
+) -> None:
+    window = standard_split.bundle.window  # type: ignore[union-attr]
+    if standard_split.horizon_days == 91:
+        assert window["recipes"]["repurchase"]["recipe"] == "stacked"  # 273 days hold 13-week windows
+        return
+    assert window["value_offset"] == "paretonbd_expected_purchases"
+    assert window["value_window_days"] < 273 and len(window["value_cutoffs"]) >= 2
+    last = max(pd.Timestamp(c) for c in window["value_cutoffs"])
+    assert last + pd.Timedelta(days=window["value_window_days"]) <= STANDARD_AS_OF  # no label after it
+    assert "Pareto/NBD" in window["recipes"]["repurchase"]["reason"]

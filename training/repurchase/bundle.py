@@ -8,11 +8,13 @@ models train up to ``end - h`` and take the calibration of a twin trained up to 
 
 When the history is too short for that layout (`training.repurchase.cutoffs.choose_recipe`), each
 model takes the ``short-history`` recipe instead: the cut-offs ``end - h - i * step`` and a
-calibration out of fold across users (`_fit_out_of_fold`). A churn model whose ``churn_days`` are
-longer than the follow-up observed is fitted (LightGBM, cross-entropy) and calibrated out of fold on
-censored targets: 1 when the user bought within the follow-up, else the BG/NBD probability of a
-purchase in the remaining days given none in the follow-up (`_censored_churn_targets`). The recipe
-of each model and why is in ``window["recipes"]``.
+calibration out of fold across users (`_fit_out_of_fold`). A model whose horizon (the repurchase
+and value horizon, or the churn model's ``churn_days``) is longer than the follow-up observed is
+fitted and calibrated out of fold on censored targets (`training.repurchase.censoring`): for the
+classifiers (cross-entropy) 1 when the user bought within the follow-up, else the BG/NBD
+probability of a purchase in the remaining days given none in the follow-up; for the value models
+the observed purchases or spend plus the BG/NBD expectation of the remaining days. The recipe of
+each model and why is in ``window["recipes"]``.
 
 `RepurchaseBundle` is what serving and ``rebuy score`` load; `fit_repurchase_bundle` fits it from
 a `training.feature_cache.FeatureCache`.
@@ -36,11 +38,18 @@ from features.build_labels import PURCHASES, SPEND
 from features.errors import InvalidInputError
 from features.schema import EVENT_TYPE, LABEL_PURCHASED_IN_HORIZON, TS, USER_ID, EventType
 from training.feature_cache import FeatureCache, data_start, stack_users
-from training.repurchase.bgnbd import BgNbdModel
-from training.repurchase.btyd_features import BTYD_FEATURES
+from training.repurchase.btyd_features import BGNBD_EXPECTED, BTYD_FEATURES, PARETONBD_EXPECTED
 from training.repurchase.calibration import Calibrator
+from training.repurchase.censoring import censored_targets
 from training.repurchase.config import RepurchaseConfig
-from training.repurchase.cutoffs import STACKED, Recipe, choose_recipe, training_cutoffs, user_folds
+from training.repurchase.cutoffs import (
+    STACKED,
+    Recipe,
+    choose_recipe,
+    short_history_cutoffs,
+    training_cutoffs,
+    user_folds,
+)
 from training.repurchase.model import PurchaseCountModel, RepurchaseModel
 
 logger = logging.getLogger(__name__)
@@ -175,8 +184,18 @@ def _fit_classifier(
     return model, train, calibration
 
 
-MIN_CHURN_FOLLOW_UP_DAYS = 14
-"""Shortest observed follow-up the censored churn model is fitted on."""
+MIN_FOLLOW_UP_DAYS = 14
+"""Shortest observed follow-up a censored model (repurchase, value or churn) is fitted on."""
+
+
+def _censored(recipe: Recipe) -> Recipe:
+    return Recipe(
+        recipe.name,
+        recipe.reason + "; censored part estimated with BG/NBD",
+        recipe.train,
+        None,
+        recipe.follow_up_days,
+    )
 
 
 def _recipe(cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, min_follow_up_days: int) -> Recipe:
@@ -213,7 +232,7 @@ def _fit_out_of_fold(
         if isinstance(twin, RepurchaseModel):
             oof[test] = twin.raw_predict(x.loc[test])
         else:
-            oof[test] = twin.predict_array(twin.matrix(x.loc[test]))
+            oof[test] = twin.predict(x.loc[test]).to_numpy()
     model = make().fit(x, pd.Series(y))
     if isinstance(model, RepurchaseModel):
         soft = not np.isin(y, (0.0, 1.0)).all()
@@ -225,39 +244,12 @@ def _fit_out_of_fold(
     return model
 
 
-def _censored_churn_targets(
-    cache: FeatureCache, labels: pd.DataFrame, *, cutoffs: Sequence[pd.Timestamp], follow_up_days: int
-) -> np.ndarray:
-    """P(purchase within ``churn_days``) per stacked row with only `follow_up_days` observed.
-
-    1 when the row bought within the follow-up; else the BG/NBD probability of a purchase within
-    the remaining ``churn_days - follow_up_days`` days, the model fitted on the events before
-    ``cutoff + follow_up_days`` (so it knows the user did not buy in the follow-up).
-    """
-    churn_days = cache.config.churn_days
-    bought = labels[LABEL_PURCHASED_IN_HORIZON].to_numpy(bool)
-    out = bought.astype("float64")
-    users = labels.index
-    start = 0
-    sizes = [len(cache.model_users(c, follow_up_days)) for c in cutoffs]
-    for cutoff, size in zip(cutoffs, sizes, strict=True):
-        block = slice(start, start + size)
-        later = cutoff + pd.Timedelta(days=follow_up_days)
-        btyd = BgNbdModel().fit(cache.tables.events, as_of=later)
-        p = btyd.predict_proba(
-            cache.tables.events, as_of=later, horizon_days=churn_days - follow_up_days, user_ids=users[block]
-        ).to_numpy()
-        out[block] = np.where(bought[block], 1.0, np.clip(p, 0.0, 1.0))
-        start += size
-    return out
-
-
 def _fit_short_classifier(
     cache: FeatureCache, recipe: Recipe, *, horizon_days: int, config: RepurchaseConfig
 ) -> RepurchaseModel:
     """A `RepurchaseModel` on the short-history cut-offs (labels over the observed follow-up),
     calibrated out of fold; fitted (cross-entropy objective) and calibrated on the censored
-    targets of `_censored_churn_targets` when the follow-up is shorter than the horizon."""
+    targets of `training.repurchase.censoring` when the follow-up is shorter than the horizon."""
     x, y = stack_users(cache, recipe.train, horizon_days=recipe.follow_up_days)
     labels = y[LABEL_PURCHASED_IN_HORIZON].to_numpy("float64")
     if not labels.any():
@@ -268,7 +260,9 @@ def _fit_short_classifier(
         )
     target = None
     if recipe.follow_up_days < horizon_days:
-        target = _censored_churn_targets(cache, y, cutoffs=recipe.train, follow_up_days=recipe.follow_up_days)
+        target = censored_targets(
+            cache, y, cutoffs=recipe.train, follow_up_days=recipe.follow_up_days, horizon_days=horizon_days
+        ).purchased
 
     def make() -> RepurchaseModel:
         model = RepurchaseModel(
@@ -307,16 +301,42 @@ def _fit_short_history(
     cache: FeatureCache, recipe: Recipe, *, end: pd.Timestamp, horizon_days: int, config: RepurchaseConfig
 ) -> tuple[RepurchaseModel, PurchaseCountModel, PurchaseCountModel, dict[str, Any]]:
     """Repurchase and value models of the short-history recipe, and their ``window`` entries."""
-    repurchase = _fit_short_classifier(cache, recipe, horizon_days=horizon_days, config=config)
-    x, y = stack_users(cache, recipe.train, horizon_days=horizon_days, values=True)
-    extra = _extra_features(config)
+    cutoffs, offset = recipe.train, None
+    if recipe.follow_up_days < horizon_days and config.btyd_features:
+        cutoffs, value_window = _offset_cutoffs(cache, recipe, end=end)
+        offset = PARETONBD_EXPECTED
+        extra = tuple(f for f in BTYD_FEATURES if f not in HORIZON_FEATURES)
+        x, y = stack_users(cache, cutoffs, horizon_days=value_window, values=True)
+        targets = {PURCHASES: y[PURCHASES].to_numpy("float64"), SPEND: y[SPEND].to_numpy("float64")}
+        # the offset carries the level of the full horizon: no calibration map on the short windows
+        repurchase = RepurchaseModel(
+            config.lightgbm, horizon_days=horizon_days, extra_features=extra, offset_feature=offset
+        ).fit(x, y[LABEL_PURCHASED_IN_HORIZON])
+    else:
+        repurchase = _fit_short_classifier(cache, recipe, horizon_days=horizon_days, config=config)
+        extra = _extra_features(config)
+        x, y = stack_users(cache, recipe.train, horizon_days=recipe.follow_up_days, values=True)
+        targets = {PURCHASES: y[PURCHASES].to_numpy("float64"), SPEND: y[SPEND].to_numpy("float64")}
+        if recipe.follow_up_days < horizon_days:
+            censored = censored_targets(
+                cache,
+                y,
+                cutoffs=recipe.train,
+                follow_up_days=recipe.follow_up_days,
+                horizon_days=horizon_days,
+            )
+            targets = {PURCHASES: censored.purchases, SPEND: censored.spend}
     purchases, spend = (
         _fit_out_of_fold(
             lambda t=target: PurchaseCountModel(
-                config.lightgbm, horizon_days=horizon_days, target=t, extra_features=extra
+                config.lightgbm,
+                horizon_days=horizon_days,
+                target=t,
+                extra_features=extra,
+                offset_feature=offset,
             ),
             x,
-            y[target].to_numpy("float64"),
+            targets[target],
             n_folds=config.cutoffs.calibration_folds,
         )
         for target in (PURCHASES, SPEND)
@@ -329,15 +349,39 @@ def _fit_short_history(
         "calibration": f"out-of-fold, {config.cutoffs.calibration_folds} folds of users",
         "train_rows": len(x),
     }
+    if offset is not None:
+        window["train_cutoffs"] = [str(c) for c in cutoffs]
+        window["calibration"] = "none: Pareto/NBD's forecast for the horizon is the offset"
+        window["value_cutoffs"] = [str(c) for c in cutoffs]
+        window["value_window_days"] = value_window
+        window["value_offset"] = offset
     return repurchase, purchases, spend, window
+
+
+HORIZON_FEATURES = (BGNBD_EXPECTED, PARETONBD_EXPECTED)
+"""BTYD features whose scale depends on the horizon: the offset models never split on them."""
+
+
+def _offset_cutoffs(
+    cache: FeatureCache, recipe: Recipe, *, end: pd.Timestamp
+) -> tuple[list[pd.Timestamp], int]:
+    """Cut-offs and label window of the value models that correct Pareto/NBD (offset) on short windows.
+
+    The window is half the longest observable follow-up (at least `MIN_FOLLOW_UP_DAYS`), so that
+    ``n_train`` cut-offs fit with recent users in them; the horizon itself comes from the offset
+    (Pareto/NBD's forecast for the full horizon at scoring time).
+    """
+    window = max(MIN_FOLLOW_UP_DAYS, recipe.follow_up_days // 2)
+    cutoffs = short_history_cutoffs(
+        end, horizon_days=window, data_start=data_start(cache.tables), config=cache.config.cutoffs
+    )
+    return cutoffs, window
 
 
 def _fit_churn(
     cache: FeatureCache, *, end: pd.Timestamp, config: RepurchaseConfig
 ) -> tuple[RepurchaseModel, Recipe, dict[str, Any]]:
-    recipe = _recipe(
-        cache, end=end, horizon_days=config.churn_days, min_follow_up_days=MIN_CHURN_FOLLOW_UP_DAYS
-    )
+    recipe = _recipe(cache, end=end, horizon_days=config.churn_days, min_follow_up_days=MIN_FOLLOW_UP_DAYS)
     if recipe.name == STACKED:
         churn, churn_train, churn_cal = _fit_classifier(
             cache, end=end, horizon_days=config.churn_days, config=config
@@ -348,13 +392,7 @@ def _fit_churn(
         }
         return churn, recipe, window
     if recipe.follow_up_days < config.churn_days:
-        recipe = Recipe(
-            recipe.name,
-            recipe.reason + "; censored part estimated with BG/NBD",
-            recipe.train,
-            None,
-            recipe.follow_up_days,
-        )
+        recipe = _censored(recipe)
     churn = _fit_short_classifier(cache, recipe, horizon_days=config.churn_days, config=config)
     window = {"churn_train_cutoffs": [str(c) for c in recipe.train], "churn_calibration_cutoff": None}
     return churn, recipe, window
@@ -394,7 +432,19 @@ def fit_repurchase_bundle(
     """
     config = cache.config
     started = time.perf_counter()
-    recipe = _recipe(cache, end=end, horizon_days=horizon_days, min_follow_up_days=horizon_days)
+    recipe = _recipe(cache, end=end, horizon_days=horizon_days, min_follow_up_days=MIN_FOLLOW_UP_DAYS)
+    if recipe.follow_up_days < horizon_days and config.btyd_features:
+        recipe = Recipe(
+            recipe.name,
+            recipe.reason
+            + f"; {horizon_days}-day forecasts are Pareto/NBD's, corrected by LightGBM (an offset) "
+            f"learned on {max(MIN_FOLLOW_UP_DAYS, recipe.follow_up_days // 2)}-day windows",
+            recipe.train,
+            None,
+            recipe.follow_up_days,
+        )
+    elif recipe.follow_up_days < horizon_days:
+        recipe = _censored(recipe)
     if recipe.name != STACKED:
         _check_repeat_buyers(cache.tables.events, end=end)
     if recipe.name == STACKED:

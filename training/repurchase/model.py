@@ -42,6 +42,9 @@ from training.repurchase.matrix import (
 
 logger = logging.getLogger(__name__)
 
+OFFSET_FLOOR = 1e-4
+"""Smallest forecast an offset column contributes (log 1e-4), so a 0 forecast stays finite."""
+
 
 def _path_tables(booster: lgb.Booster, n_features: int) -> tuple[float, list[np.ndarray]]:
     """Expected value and, per tree, the (leaves, features) path contributions of each leaf."""
@@ -83,6 +86,32 @@ class _BoosterModel:
         self.booster_: lgb.Booster | None = None
         self.vocabulary_: dict[str, list[str]] | None = None
         self.feature_names_: list[str] = [*MODEL_FEATURES, *extra_features]
+        self.offset_feature: str | None = None
+
+    def offset(self, features: pd.DataFrame) -> np.ndarray | None:
+        """The offset per row on the booster's raw scale, or None without `offset_feature`.
+
+        `offset_feature` holds an expected purchase count ``E`` (floored at `OFFSET_FLOOR`): the
+        offset is ``log E`` for the count models and the log-odds of ``1 - exp(-E)`` for the
+        classifier.
+
+        Raises
+        ------
+        InvalidInputError
+            `features` lacks the offset column.
+        """
+        if self.offset_feature is None:
+            return None
+        if self.offset_feature not in features.columns:
+            raise InvalidInputError(
+                f"features: missing column {self.offset_feature!r}, the offset of the {self.kind} model"
+            )
+        values = pd.to_numeric(features[self.offset_feature], errors="coerce").to_numpy("float64")
+        expected = np.maximum(np.nan_to_num(values, nan=0.0), OFFSET_FLOOR)
+        if self.objective == "binary":  # P(at least one purchase) = 1 - exp(-E), as log-odds
+            p = -np.expm1(-expected)
+            return np.log(p) - np.log1p(-np.minimum(p, 1.0 - 1e-12))
+        return np.log(expected)
 
     @property
     def extra_features(self) -> list[str]:
@@ -99,13 +128,21 @@ class _BoosterModel:
         assert self.vocabulary_ is not None
         return build_model_matrix(features, vocabulary=self.vocabulary_, extra=self.extra_features)
 
-    def _fit_booster(self, features: pd.DataFrame, target: np.ndarray, **params: Any) -> None:
+    def _fit_booster(
+        self,
+        features: pd.DataFrame,
+        target: np.ndarray,
+        *,
+        init_score: np.ndarray | None = None,
+        **params: Any,
+    ) -> None:
         self.vocabulary_ = category_vocabulary(features)
         x = build_model_matrix(features, vocabulary=self.vocabulary_, extra=self.extra_features)
         started = time.perf_counter()
         data = lgb.Dataset(
             x,
             label=target,
+            init_score=init_score,
             feature_name=list(self.feature_names_),
             categorical_feature=list(CATEGORICAL_FEATURES),
             free_raw_data=True,
@@ -176,10 +213,12 @@ class RepurchaseModel(_BoosterModel):
         horizon_days: int = 30,
         calibration: Literal["isotonic", "platt"] = "isotonic",
         extra_features: Sequence[str] = (),
+        offset_feature: str | None = None,
     ) -> None:
         super().__init__(config, extra_features=extra_features)
         self.horizon_days = horizon_days
         self.calibration = calibration
+        self.offset_feature = offset_feature
         self.calibrator_: Calibrator | None = None
 
     def fit(self, features: pd.DataFrame, labels: pd.Series) -> Self:
@@ -192,7 +231,7 @@ class RepurchaseModel(_BoosterModel):
                 f"{type(self).__name__}: labels need both outcomes, got {len(y)} rows and {int(y.sum())} positives"
             )
         self.calibrator_ = None
-        self._fit_booster(features, y)
+        self._fit_booster(features, y, init_score=self.offset(features))
         return self
 
     def calibrate(self, features: pd.DataFrame, labels: pd.Series) -> Self:
@@ -200,9 +239,18 @@ class RepurchaseModel(_BoosterModel):
         self.calibrator_ = Calibrator(self.calibration).fit(self.raw_predict(features), np.asarray(labels))
         return self
 
-    def predict_proba_array(self, x: np.ndarray) -> np.ndarray:
+    def predict_proba_array(self, x: np.ndarray, *, offset: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities from a model matrix; `offset` (see `offset`) is required with
+        `offset_feature`."""
         booster = self._check_fitted()
-        raw = booster.predict(x, num_threads=PREDICT_THREADS)
+        if self.offset_feature is None:
+            raw = booster.predict(x, num_threads=PREDICT_THREADS)
+        elif offset is None:
+            raise InvalidInputError(f"the repurchase model needs its offset column {self.offset_feature!r}")
+        else:
+            raw = 1.0 / (
+                1.0 + np.exp(-(booster.predict(x, raw_score=True, num_threads=PREDICT_THREADS) + offset))
+            )
         return self.calibrate_raw(raw)
 
     def calibrate_raw(self, raw: np.ndarray) -> np.ndarray:
@@ -248,7 +296,7 @@ class RepurchaseModel(_BoosterModel):
     def predict_proba(self, features: pd.DataFrame) -> pd.Series:
         """Calibrated probability per row, indexed like `features`, named ``probability``."""
         return pd.Series(
-            self.predict_proba_array(self.matrix(features)),
+            self.predict_proba_array(self.matrix(features), offset=self.offset(features)),
             index=features.index,
             name="probability",
             dtype="float64",
@@ -260,12 +308,14 @@ class RepurchaseModel(_BoosterModel):
             extra={
                 "horizon_days": self.horizon_days,
                 "calibration": self.calibrator_.to_dict() if self.calibrator_ is not None else None,
+                "offset_feature": self.offset_feature,
                 **(extra or {}),
             },
         )
 
     def _load_extra(self, sidecar: Mapping[str, Any]) -> None:
         self.horizon_days = int(sidecar["horizon_days"])
+        self.offset_feature = sidecar.get("offset_feature")
         cal = sidecar.get("calibration")
         self.calibrator_ = Calibrator.from_dict(cal) if cal else None
         if cal:
@@ -273,7 +323,13 @@ class RepurchaseModel(_BoosterModel):
 
 
 class PurchaseCountModel(_BoosterModel):
-    """Expected purchases (Poisson) or spend (Tweedie) within the horizon from the user features."""
+    """Expected purchases (Poisson) or spend (Tweedie) within the horizon from the user features.
+
+    With `offset_feature` the booster learns a multiplicative correction of that column (a BTYD
+    forecast for the row's own horizon): the prediction is ``column * exp(trees)``. Trained on
+    windows shorter than the horizon it speaks of, the correction carries over while the column
+    supplies the horizon (`training.repurchase.bundle`, short-history recipe with BTYD features).
+    """
 
     def __init__(
         self,
@@ -282,11 +338,13 @@ class PurchaseCountModel(_BoosterModel):
         horizon_days: int = 30,
         target: Literal["purchases", "spend"] = "purchases",
         extra_features: Sequence[str] = (),
+        offset_feature: str | None = None,
     ) -> None:
         super().__init__(config, extra_features=extra_features)
         self.horizon_days = horizon_days
         self.kind = target
         self.objective = "poisson" if target == "purchases" else "tweedie"
+        self.offset_feature = offset_feature
         self.scale_: float = 1.0
 
     def fit(self, features: pd.DataFrame, target: pd.Series) -> Self:
@@ -297,25 +355,35 @@ class PurchaseCountModel(_BoosterModel):
             raise InvalidInputError(f"{type(self).__name__}: targets must be finite and >= 0")
         extra = {"tweedie_variance_power": 1.3} if self.objective == "tweedie" else {}
         self.scale_ = 1.0
-        self._fit_booster(features, y, **extra)
+        self._fit_booster(features, y, init_score=self.offset(features), **extra)
         return self
 
     def calibrate(self, features: pd.DataFrame, target: pd.Series) -> Self:
         """Re-level on a held-out later cut-off: scale = actual total / predicted total there."""
         self.scale_ = 1.0
-        predicted = float(np.sum(self.predict_array(self.matrix(features))))
+        predicted = float(np.sum(self.predict(features).to_numpy()))
         actual = float(np.sum(np.asarray(target, dtype="float64")))
         if predicted > 0 and actual > 0:
             self.scale_ = actual / predicted
         logger.info("%s (%s): level calibration scale %.3f", type(self).__name__, self.kind, self.scale_)
         return self
 
-    def predict_array(self, x: np.ndarray) -> np.ndarray:
-        return self._check_fitted().predict(x, num_threads=PREDICT_THREADS) * self.scale_
+    def predict_array(self, x: np.ndarray, *, offset: np.ndarray | None = None) -> np.ndarray:
+        """Predictions from a model matrix; `offset` (see `offset`) is required with `offset_feature`."""
+        booster = self._check_fitted()
+        if self.offset_feature is None:
+            return booster.predict(x, num_threads=PREDICT_THREADS) * self.scale_
+        if offset is None:
+            raise InvalidInputError(f"the {self.kind} model needs its offset column {self.offset_feature!r}")
+        raw = booster.predict(x, raw_score=True, num_threads=PREDICT_THREADS)
+        return np.exp(raw + offset) * self.scale_
 
     def predict(self, features: pd.DataFrame) -> pd.Series:
         return pd.Series(
-            self.predict_array(self.matrix(features)), index=features.index, name=self.kind, dtype="float64"
+            self.predict_array(self.matrix(features), offset=self.offset(features)),
+            index=features.index,
+            name=self.kind,
+            dtype="float64",
         )
 
     def save(self, path: Path, *, extra: Mapping[str, Any] | None = None) -> None:
@@ -325,6 +393,7 @@ class PurchaseCountModel(_BoosterModel):
                 "horizon_days": self.horizon_days,
                 "target": self.kind,
                 "scale": self.scale_,
+                "offset_feature": self.offset_feature,
                 **(extra or {}),
             },
         )
@@ -334,3 +403,4 @@ class PurchaseCountModel(_BoosterModel):
         self.kind = sidecar["target"]
         self.objective = sidecar["objective"]
         self.scale_ = float(sidecar["scale"])
+        self.offset_feature = sidecar.get("offset_feature")
