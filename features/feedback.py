@@ -16,7 +16,10 @@ with its file and line number and sets aside, and the next append starts on a fr
 
 Record fields: the event columns of `features.schema` (``ts`` naive UTC ISO 8601), plus
 ``request_id`` (optional, from the storefront), ``variant`` (``champion`` or ``challenger``,
-assigned by the server) and ``received_at`` (server time, naive UTC).
+assigned by the server) and ``received_at`` (server time, naive UTC); records appended through
+`features.idempotency.FeedbackLog` also carry ``event_key``, and `load_feedback` keeps only the
+first record of a key, so a retried delivery (even one without ``ts``, which the server stamps
+anew) is counted once.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ logger = logging.getLogger(__name__)
 REQUEST_ID = "request_id"
 VARIANT = "variant"
 RECEIVED_AT = "received_at"
+EVENT_KEY = "event_key"
+"""Optional record field: the idempotency key of an event sent with a ``request_id``
+(`features.idempotency.event_keys`); the reader keeps the first record of each key."""
 LINE = "line"  # the raw text of a rejected line
 CHAMPION_VARIANT = "champion"
 CHALLENGER_VARIANT = "challenger"
@@ -315,23 +321,26 @@ def append_feedback_events(events: pd.DataFrame, directory: Path, *, received_at
 def _records(events: pd.DataFrame, *, received_at: pd.Timestamp) -> list[dict[str, object]]:
     received = received_at.isoformat()
     columns = {col: events[col].tolist() for col in (*s.EVENT_COLUMNS, REQUEST_ID, VARIANT)}
+    keys = events[EVENT_KEY].tolist() if EVENT_KEY in events.columns else None
     out = []
     for i in range(len(events)):
         price = columns[s.PRICE][i]
-        out.append(
-            {
-                s.USER_ID: columns[s.USER_ID][i],
-                s.ITEM_ID: _text(columns[s.ITEM_ID][i]),
-                s.EVENT_TYPE: str(columns[s.EVENT_TYPE][i]),
-                s.TS: columns[s.TS][i].isoformat(),
-                s.QUANTITY: int(columns[s.QUANTITY][i]),
-                s.PRICE: None if pd.isna(price) else float(price),
-                s.ORDER_ID: _text(columns[s.ORDER_ID][i]),
-                REQUEST_ID: _text(columns[REQUEST_ID][i]),
-                VARIANT: columns[VARIANT][i],
-                RECEIVED_AT: received,
-            }
-        )
+        record: dict[str, object] = {
+            s.USER_ID: columns[s.USER_ID][i],
+            s.ITEM_ID: _text(columns[s.ITEM_ID][i]),
+            s.EVENT_TYPE: str(columns[s.EVENT_TYPE][i]),
+            s.TS: columns[s.TS][i].isoformat(),
+            s.QUANTITY: int(columns[s.QUANTITY][i]),
+            s.PRICE: None if pd.isna(price) else float(price),
+            s.ORDER_ID: _text(columns[s.ORDER_ID][i]),
+            REQUEST_ID: _text(columns[REQUEST_ID][i]),
+            VARIANT: columns[VARIANT][i],
+            RECEIVED_AT: received,
+        }
+        key = None if keys is None else _text(keys[i])
+        if key is not None:
+            record[EVENT_KEY] = key
+        out.append(record)
     return out
 
 
@@ -349,6 +358,8 @@ class FeedbackLoad:
     events: pd.DataFrame
     rejected: pd.DataFrame
     files: tuple[str, ...]
+    n_duplicates: int = 0
+    """Records left out as repeats of an earlier record with the same ``event_key`` (retries)."""
 
 
 def load_feedback(
@@ -369,7 +380,9 @@ def load_feedback(
         ``events``: columns `FEEDBACK_COLUMNS` (contract dtypes; ``request_id`` and ``variant``
         strings, ``received_at`` naive UTC), sorted by ``ts``. ``rejected``: one row per line set
         aside, columns ``source_file``, ``row_number`` (1-based line), ``reason_code``
-        (``torn_line``, ``corrupt_line`` or a contract code), ``reason``, ``line``.
+        (``torn_line``, ``corrupt_line`` or a contract code), ``reason``, ``line``. A record
+        whose ``event_key`` repeats an earlier record's (a retried delivery) is left out and
+        counted in ``n_duplicates``.
 
     Raises
     ------
@@ -409,6 +422,7 @@ def load_feedback(
             records.append(record)
             origins.append((str(file), number, line))
     raw = pd.DataFrame({col: [r.get(col) for r in records] for col in FEEDBACK_COLUMNS}, dtype=object)
+    keys = pd.Series([r.get(EVENT_KEY) for r in records], dtype=object)
     received = pd.to_datetime(raw[RECEIVED_AT].astype(s.STRING), errors="coerce", utc=True, format="ISO8601")
     unreadable = received.isna().to_numpy()
     for row in np.flatnonzero(unreadable).tolist():
@@ -425,7 +439,16 @@ def load_feedback(
     if unreadable.any():
         keep = np.flatnonzero(~unreadable)
         raw, received = raw.iloc[keep].reset_index(drop=True), received.iloc[keep].reset_index(drop=True)
+        keys = keys.iloc[keep].reset_index(drop=True)
         origins = [origins[i] for i in keep.tolist()]
+    # file order: the first record of a key is the original delivery, later ones are retries
+    repeat = (keys.notna() & keys.duplicated()).to_numpy()
+    n_duplicates = int(repeat.sum())
+    if n_duplicates:
+        keep = np.flatnonzero(~repeat)
+        raw, received = raw.iloc[keep].reset_index(drop=True), received.iloc[keep].reset_index(drop=True)
+        origins = [origins[i] for i in keep.tolist()]
+        logger.info("left out %d retried feedback record(s) (same event_key as an earlier one)", n_duplicates)
     checked, quarantine = _check_contract(raw, source=str(path))
     for row, code, reason in zip(
         (quarantine[s.ROW_NUMBER] - 1).tolist(),
@@ -473,7 +496,9 @@ def load_feedback(
         len(rejected_frame),
         time.perf_counter() - started,
     )
-    return FeedbackLoad(events=events, rejected=rejected_frame, files=tuple(str(f) for f in files))
+    return FeedbackLoad(
+        events=events, rejected=rejected_frame, files=tuple(str(f) for f in files), n_duplicates=n_duplicates
+    )
 
 
 def _parse_line(line: str) -> tuple[dict[str, object], str | None]:
@@ -497,6 +522,7 @@ def _parse_line(line: str) -> tuple[dict[str, object], str | None]:
 __all__ = [
     "CHALLENGER_VARIANT",
     "CHAMPION_VARIANT",
+    "EVENT_KEY",
     "FEEDBACK_COLUMNS",
     "RECEIVED_AT",
     "REQUEST_ID",

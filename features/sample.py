@@ -202,6 +202,34 @@ class SampleConfig(BaseModel):
     )
 
 
+def start_for_end(end: datetime.date, *, days: int) -> datetime.date:
+    """First day of a window of `days` days whose last day is `end` (`SampleConfig.start`).
+
+    The window is ``[start, start + days)``, so its last day is ``start + days - 1``: a store
+    generated with this start has its last events on `end` (``rebuy sample --end``).
+
+    Parameters
+    ----------
+    end
+        Last day of the generated store.
+    days
+        Length of the window in days (`SampleConfig.days`).
+
+    Returns
+    -------
+    datetime.date
+        ``end - (days - 1)`` days.
+
+    Raises
+    ------
+    ValueError
+        If `days` is below 1.
+    """
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}")
+    return end - datetime.timedelta(days=days - 1)
+
+
 @dataclass(frozen=True)
 class _Sampler:
     """Vectorised sampling from many discrete distributions at once, one per group.

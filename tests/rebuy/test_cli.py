@@ -42,7 +42,9 @@ def rebuy_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "store"
-    code, output = _invoke("sample", "--out", str(out), "--users", "400", "--days", "120", "--seed", "3")
+    code, output = _invoke(
+        "sample", "--out", str(out), "--users", "400", "--days", "120", "--seed", "3", "--end", "2025-04-30"
+    )
     assert code == 0, output
     return out
 

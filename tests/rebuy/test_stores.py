@@ -61,7 +61,9 @@ def _write(tmp_path: Path, tables: s.StoreTables, *, fmt: str = "parquet") -> Pa
 def test_a_store_of_50_users_and_60_days_trains(tmp_path: Path) -> None:
     """Was `ValueError: setting an array element with a sequence` fitting the re-ranker before the first event."""
     store = tmp_path / "store"
-    code, output = _invoke(tmp_path, "sample", "--out", str(store), "--users", "50", "--days", "60")
+    code, output = _invoke(
+        tmp_path, "sample", "--out", str(store), "--users", "50", "--days", "60", "--end", "2025-03-01"
+    )
     assert code == 0, output
     _trained(*_invoke(tmp_path, "train", "--data", str(store)))
 
@@ -165,7 +167,9 @@ def test_a_store_without_logins_trains(tmp_path: Path, base: s.StoreTables) -> N
 @pytest.mark.slow
 def test_a_tiny_store_trains_or_exits_2_with_one_message(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    code, output = _invoke(tmp_path, "sample", "--out", str(store), "--users", "5", "--days", "120")
+    code, output = _invoke(
+        tmp_path, "sample", "--out", str(store), "--users", "5", "--days", "120", "--end", "2025-04-30"
+    )
     assert code == 0, output
     code, output = _invoke(tmp_path, "train", "--data", str(store))
     if code == 0:
