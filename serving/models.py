@@ -6,6 +6,11 @@ with the feature snapshot they were trained with). The query methods turn librar
 response models stamped with the variant they answer for; they never fit anything or recompute
 training-time statistics. `serving.state` picks the variant per user and swaps whole sets when
 the registry moves.
+
+What is precomputed at load depends on the process's `Role`: the storefront worker keeps the
+plain top-10 list of every known user (`DefaultLists`), the campaign worker the featured items
+of every user x category pair of the snapshot (`FeaturedItems`; both in `serving.precomputed`,
+as numpy arrays). What was not precomputed is computed live, with the same answer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from mlflow.entities.model_registry import ModelVersion
 from features.errors import InvalidInputError
 from features.feedback import CHAMPION_VARIANT
 from features.schema import CATEGORY, FEATURE_SEGMENT, ITEM_ID, USER_ID
+from serving.precomputed import (
+    DEFAULT_K,
+    DefaultLists,
+    FeaturedItems,
+    featured_items_live,
+)
 from serving.schemas import (
     ChurnResponse,
     ChurnScore,
@@ -53,15 +64,15 @@ from training.scoring import (
     load_registered_recommender,
     load_registered_scorer,
 )
+from training.snapshot_store import SnapshotRef
 
 logger = logging.getLogger(__name__)
 
-REMINDER_ITEMS = 3
-"""Items featured per reminder (the user's best picks within the category)."""
-DEFAULT_K = 10
-"""The storefront's default list length; these lists are computed once per known user at load."""
-WARM_BATCH = 2_000
 REASON_SEPARATOR = "; "
+
+Role = Literal["all", "storefront", "campaign"]
+"""What a process precomputes at load: the storefront's default lists, the campaign's featured
+items, or both (``all``: one process serving every endpoint)."""
 
 
 def resolve_versions(
@@ -84,8 +95,12 @@ class ServingModels:
     scorer: CampaignScorer
     scorer_version: str
     info: ModelInfo
-    default_lists: dict[str, list[RecommendedItem]]
+    default_lists: DefaultLists | None
     """Known user -> the answer to a plain request (k=10, no filters), precomputed in batches."""
+    featured: FeaturedItems | None = None
+    """(user, category) pair of the snapshot -> the items its reminder features."""
+    snapshot: SnapshotRef | None = None
+    """The refreshed feature snapshot `scorer` serves (`serving.snapshot`); None: the training one."""
 
     @property
     def versions(self) -> dict[str, str]:
@@ -93,7 +108,9 @@ class ServingModels:
         return {m.name: m.version for m in self.info.models}
 
     @classmethod
-    def load(cls, settings: ServingSettings, *, alias: str | None = None) -> ServingModels:
+    def load(
+        cls, settings: ServingSettings, *, alias: str | None = None, role: Role = "all"
+    ) -> ServingModels:
         """Load the versions of the three registered models that `alias` points to.
 
         The alias is resolved once and exactly those versions are downloaded, so the set is
@@ -105,6 +122,8 @@ class ServingModels:
             Registry and model names.
         alias
             Registry alias; default `settings.alias` (``champion``).
+        role
+            What to precompute (`Role`); every endpoint answers in every role.
 
         Raises
         ------
@@ -156,7 +175,12 @@ class ServingModels:
                 )
             )
         info = ModelInfo(models=versions, loaded_at=dt.datetime.now(dt.UTC))
-        default_lists = _default_lists(recommender)
+        default_lists = DefaultLists.build(recommender) if role in ("all", "storefront") else None
+        featured = (
+            FeaturedItems.build(recommender, scorer.pair_scores_.index)
+            if role in ("all", "campaign") and scorer.pair_scores_ is not None
+            else None
+        )
         logger.info(
             "loaded %s (%s) in %.1fs",
             ", ".join(f"{v.name} v{v.version}" for v in versions),
@@ -170,6 +194,7 @@ class ServingModels:
             scorer_version=versions[1].version,
             info=info,
             default_lists=default_lists,
+            featured=featured,
         )
 
     # --- storefront
@@ -185,10 +210,11 @@ class ServingModels:
         variant: str = CHAMPION_VARIANT,
     ) -> RecommendResponse:
         plain = k == DEFAULT_K and not (category or exclude_item_ids or recent_item_ids or interest_tags)
-        if plain and user_id in self.default_lists:
+        listed = self.default_lists.get(user_id) if plain and self.default_lists is not None else None
+        if listed is not None:
             return RecommendResponse(
                 user_id=user_id,
-                items=self.default_lists[user_id],
+                items=listed,
                 is_fallback=False,
                 model_version=self.recommender_version,
                 variant=variant,
@@ -271,65 +297,74 @@ class ServingModels:
         categories: Sequence[str] | None = None,
         variant: str = CHAMPION_VARIANT,
     ) -> ReminderResponse:
+        """Reminders per user x category; requested categories the store does not know get none.
+
+        Unknown users are listed in ``unknown_user_ids``, unknown categories in
+        ``unknown_categories`` (in request order, once each).
+        """
         ids = list(dict.fromkeys(user_ids))
         known_users = self.scorer.score(ids)
         unknown = known_users.loc[~known_users[IS_KNOWN].to_numpy(), USER_ID].tolist()
-        timing = self.scorer.reminder_timing([u for u in ids if u not in set(unknown)], categories=categories)
+        unknown_categories: list[str] = []
+        if categories is not None:
+            known = self.scorer.known_categories
+            wanted = list(dict.fromkeys(str(c) for c in categories))
+            unknown_categories = [c for c in wanted if c not in known]
+            categories = [c for c in wanted if c in known]
+        skip = set(unknown)
+        users = [u for u in ids if u not in skip]
+        if categories == [] or not users:
+            timing = self.scorer.reminder_timing([], categories=None).iloc[:0]
+        else:
+            timing = self.scorer.reminder_timing(users, categories=categories)
         timing = timing.loc[timing[CATEGORY].notna()]
-        featured = self._featured_items(timing)
+        reminder_users = timing[USER_ID].to_numpy(dtype=object)
+        reminder_cats = timing[CATEGORY].to_numpy(dtype=object)
+        items = self._featured_lists(reminder_users, reminder_cats)
+        days = timing[NEXT_PURCHASE_DATE].to_numpy("datetime64[ns]").astype("datetime64[D]").tolist()
+        at = timing[REMINDER_AT].to_numpy("datetime64[ns]").astype("datetime64[us]").tolist()
         reminders = [
-            ReminderTiming(
+            ReminderTiming.model_construct(
                 user_id=uid,
                 category=cat,
-                next_purchase_date=None if pd.isna(day) else day.date(),
-                reminder_at=None if pd.isna(at) else at.to_pydatetime(),
-                items=featured.get((uid, cat), []),
+                next_purchase_date=day,
+                reminder_at=when,
+                items=row,
                 variant=variant,
             )
-            for uid, cat, day, at in zip(
-                timing[USER_ID].tolist(),
-                timing[CATEGORY].tolist(),
-                timing[NEXT_PURCHASE_DATE],
-                timing[REMINDER_AT],
-                strict=True,
+            for uid, cat, day, when, row in zip(
+                reminder_users.tolist(), reminder_cats.tolist(), days, at, items, strict=True
             )
         ]
-        return ReminderResponse(
+        return ReminderResponse.model_construct(
             reminders=reminders,
             unknown_user_ids=unknown,
+            unknown_categories=unknown_categories,
             model_version=self.scorer_version,
             model_versions={variant: self.scorer_version},
+            as_of=self.scorer.as_of.to_pydatetime(),
         )
 
-    def _featured_items(self, timing: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-        """Top items per (user, category): one recommender call per category."""
-        featured: dict[tuple[str, str], list[str]] = {}
-        for category, rows in timing.groupby(CATEGORY, sort=False):
-            users = rows[USER_ID].unique().tolist()
-            reco = self.recommender.recommend(users, k=REMINDER_ITEMS, category=str(category))
-            for uid, items in reco.groupby(USER_ID, sort=False)[ITEM_ID]:
-                featured[(str(uid), str(category))] = items.tolist()
-        return featured
-
-
-def _default_lists(recommender: Recommender) -> dict[str, list[RecommendedItem]]:
-    """Plain top-`DEFAULT_K` lists of every known user, computed with the batched recommender.
-
-    The model does not change while it is loaded, so these equal what `recommend` computes per
-    request (the integration tests compare them); a request with filters, recent items, tags or
-    another k is computed live.
-    """
-    started = time.perf_counter()
-    users = [str(u) for u in recommender.user_ids]
-    lists: dict[str, list[RecommendedItem]] = {}
-    for start in range(0, len(users), WARM_BATCH):
-        reco = recommender.recommend(users[start : start + WARM_BATCH], k=DEFAULT_K)
-        reco = reco.loc[~reco[IS_FALLBACK].to_numpy()]
-        for user_id, rows in reco.groupby(USER_ID, sort=False):
-            if len(rows) == DEFAULT_K:
-                lists[str(user_id)] = _items(rows)
-    logger.info("precomputed default lists of %d users in %.1fs", len(lists), time.perf_counter() - started)
-    return lists
+    def _featured_lists(self, users: np.ndarray, categories: np.ndarray) -> list[list[str]]:
+        """Featured items of each (user, category) pair: precomputed where there, else live."""
+        out: list[list[str]] = [[] for _ in range(len(users))]
+        pos = (
+            self.featured.positions(users, categories)
+            if self.featured is not None
+            else np.full(len(users), -1, dtype=np.int64)
+        )
+        if self.featured is not None and (pos >= 0).any():
+            found = np.flatnonzero(pos >= 0)
+            for i, row in zip(found.tolist(), self.featured.lists(pos[found]), strict=True):
+                out[i] = row
+        missing = np.flatnonzero(pos < 0)
+        if len(missing):
+            live = featured_items_live(self.recommender, users[missing], categories[missing])
+            for i, uid, cat in zip(
+                missing.tolist(), users[missing].tolist(), categories[missing].tolist(), strict=True
+            ):
+                out[i] = live.get((uid, cat), [])
+        return out
 
 
 def _items(frame: pd.DataFrame) -> list[RecommendedItem]:

@@ -19,33 +19,40 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
+import numpy as np
 import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI, HTTPException
-from pydantic import Field, ValidationError
+from pydantic import Field, StrictInt, ValidationError
 from pydantic_core import PydanticCustomError
 
 from features.feedback import (
     VARIANT,
+    FeedbackProblem,
     FeedbackValidationError,
-    append_feedback_events,
     validate_feedback_events,
 )
-from features.schema import USER_ID
+from features.idempotency import FeedbackLog, event_keys
+from features.schema import TS, USER_ID
+from serving.campaign import CampaignService, ask_campaign
+from serving.guard import GuardMiddleware, normalise_unknown_paths, require_keys
+from serving.live import LiveEvents
+from serving.openapi import truthful_spec
 from serving.schemas import (
     ChurnResponse,
     EventsResponse,
-    FeedbackEvent,
+    Id,
     ModelInfo,
     RecommendResponse,
     ReloadResponse,
     ReminderResponse,
     SimilarItemsResponse,
+    feedback_event_model,
 )
-from serving.settings import ServingSettings
+from serving.settings import GuardSettings, ServingSettings
 from serving.state import ModelReloader, ReloadError
 from training.recommender import MAX_K
 
@@ -54,7 +61,13 @@ logger = logging.getLogger(__name__)
 MAX_USERS = 10_000
 MAX_IDS = 1_000
 MAX_EVENTS = 1_000
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+LIMITS = GuardSettings.from_env()
+"""Event bounds for the request schema (the guard middleware reads the same variables)."""
+FeedbackEvent = feedback_event_model(
+    max_price=LIMITS.event_max_price,
+    max_quantity=LIMITS.event_max_quantity,
+    max_age_days=LIMITS.event_max_age_days,
+)
 
 # GET routes next to BentoML's POST APIs (mounted at the root; BentoML's own routes match first)
 admin_app = FastAPI(title="rebuy admin", docs_url=None, redoc_url=None, openapi_url=None)
@@ -65,10 +78,20 @@ admin_app = FastAPI(title="rebuy admin", docs_url=None, redoc_url=None, openapi_
 class RebuyService:
     """Recommendations, churn scores and reminder timing from the champion (and challenger) models."""
 
+    campaign = bentoml.depends(CampaignService)  # the campaign endpoints run in its worker
+
     def __init__(self) -> None:
         self.settings = ServingSettings.from_env()
-        self.reloader = ModelReloader(self.settings)
+        self.reloader = ModelReloader(self.settings, role="storefront")
+        self.feedback_log = FeedbackLog(self.settings.feedback_dir)  # request_id: stored once
+        self.live = LiveEvents(self.settings.feedback_dir)  # accepted events count at once
         self.reloader.start()
+        self.live.start()
+
+    @bentoml.on_deployment
+    def check_keys() -> None:  # type: ignore[misc]  (runs once, in the main process, before any worker)
+        """Refuse to start with no API key unless ``REBUY_AUTH=off`` (which warns)."""
+        require_keys(GuardSettings.from_env())
 
     def __is_ready__(self) -> bool:
         return self.reloader.state is not None
@@ -76,24 +99,27 @@ class RebuyService:
     @bentoml.on_shutdown
     def stop_reloader(self) -> None:
         self.reloader.stop()
+        self.live.stop()
 
     @bentoml.api(route="/recommend")
     def recommend(
         self,
         user_id: Id,
-        k: Annotated[int, Field(ge=1, le=MAX_K)] = 10,
-        category: Annotated[str | None, Field(max_length=200)] = None,
+        k: Annotated[StrictInt, Field(ge=1, le=MAX_K)] = 10,
+        category: Id | None = None,
         exclude_item_ids: Annotated[list[Id], Field(max_length=MAX_IDS)] = [],  # noqa: B006 (copied by pydantic)
         recent_item_ids: Annotated[list[Id], Field(max_length=MAX_IDS)] = [],  # noqa: B006
         interest_tags: Annotated[list[Id], Field(max_length=50)] = [],  # noqa: B006
     ) -> RecommendResponse:
         """Top-k items for a user, each with its reason; unknown users get cold-start picks."""
-        return self.reloader.state.recommend(
+        state = self.reloader.state
+        bought, fresh = self.live.recommend_filters(state.champion, user_id)  # events since training
+        return state.recommend(
             user_id,
             k=k,
             category=category,
-            exclude_item_ids=exclude_item_ids,
-            recent_item_ids=recent_item_ids,
+            exclude_item_ids=[*exclude_item_ids, *bought],
+            recent_item_ids=[*recent_item_ids, *fresh],
             interest_tags=interest_tags,
         )
 
@@ -101,49 +127,61 @@ class RebuyService:
     def similar_items(
         self,
         item_id: Id,
-        k: Annotated[int, Field(ge=1, le=MAX_K)] = 10,
+        k: Annotated[StrictInt, Field(ge=1, le=MAX_K)] = 10,
         kind: Literal["complement", "similar"] = "complement",
     ) -> SimilarItemsResponse:
         """Complements (bought with the item) or similar items; unknown items get popular items."""
         return self.reloader.state.similar_items(item_id, k=k, kind=kind)
 
     @bentoml.api(route="/churn_scores")
-    def churn_scores(
+    async def churn_scores(
         self, user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USERS)]
     ) -> ChurnResponse:
         """Churn and repurchase probability, risk band, segment, reasons and action per user."""
-        return self.reloader.state.churn_scores(user_ids)
+        return await ask_campaign(self.campaign.to_async.churn_scores, user_ids=user_ids)  # in its worker
 
     @bentoml.api(route="/reminder_timing")
-    def reminder_timing(
+    async def reminder_timing(
         self,
         user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USERS)],
         categories: Annotated[list[Id] | None, Field(max_length=100)] = None,
     ) -> ReminderResponse:
-        """Expected next purchase and reminder day and hour per user and category."""
-        return self.reloader.state.reminder_timing(user_ids, categories=categories)
+        """Expected next purchase and reminder day and hour per user and category.
+
+        Categories the timing model does not know get no reminder and are listed in
+        ``unknown_categories``, as unknown users are in ``unknown_user_ids``.
+        """
+        call = self.campaign.to_async.reminder_timing  # in the campaign worker (serving.campaign)
+        return await ask_campaign(call, user_ids=user_ids, categories=categories)
 
     @bentoml.api(route="/events")
     def events(
-        self, events: Annotated[list[FeedbackEvent], Field(min_length=1, max_length=MAX_EVENTS)]
+        self,
+        events: Annotated[
+            list[FeedbackEvent],
+            Field(min_length=1, max_length=MAX_EVENTS, json_schema_extra={"uniqueItems": True}),
+        ],
     ) -> EventsResponse:
         """Append storefront events (view, cart, purchase, ...) for A/B evaluation, all or nothing.
 
         Each event gets the variant its user is in; the answer comes after the batch is on disk.
         """
         received_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        raw = [e.model_dump() for e in events]
         try:
-            frame = validate_feedback_events([e.model_dump() for e in events], now=received_at)
+            frame = validate_feedback_events(raw, now=received_at)
+            _check_event_age(frame, now=received_at, max_age_days=LIMITS.event_max_age_days)
         except FeedbackValidationError as exc:
             raise _contract_error(exc) from exc
         state = self.reloader.state
         frame[VARIANT] = [state.variant_of(user_id) for user_id in frame[USER_ID].tolist()]
         try:
-            append_feedback_events(frame, self.settings.feedback_dir, received_at=received_at)
+            outcome = self.feedback_log.append(frame, keys=event_keys(raw), received_at=received_at)
         except OSError as exc:
             logger.error("cannot append feedback to %s: %s", self.settings.feedback_dir, exc)
             raise ServiceUnavailable(f"feedback store unavailable: {exc}") from exc
-        return EventsResponse(accepted=len(frame), variants=frame[VARIANT].tolist())
+        self.live.poll()  # this worker's answers reflect the batch at once; the others within a second
+        return EventsResponse(accepted=len(frame), variants=outcome.variants)
 
     @admin_app.get("/model_info")
     def model_info(self) -> ModelInfo:
@@ -171,6 +209,25 @@ class RebuyService:
         return {"ok": True}
 
 
+def _check_event_age(frame: pd.DataFrame, *, now: pd.Timestamp, max_age_days: float) -> None:
+    """Reject the batch if an event is older than `max_age_days` (the contract checks the future)."""
+    oldest = now - pd.Timedelta(days=max_age_days)
+    old = (frame[TS] < oldest).to_numpy()
+    if old.any():
+        raise FeedbackValidationError(
+            [
+                FeedbackProblem(
+                    row=int(row),
+                    field=TS,
+                    value=str(frame[TS].iloc[row]),
+                    message=f"ts {frame[TS].iloc[row]} is more than {max_age_days:g} days before server time "
+                    f"(REBUY_EVENT_MAX_AGE_DAYS; earliest {oldest:%Y-%m-%d %H:%M} UTC)",
+                )
+                for row in np.flatnonzero(old).tolist()
+            ]
+        )
+
+
 def _contract_error(exc: FeedbackValidationError) -> ValidationError:
     """The batch's contract failures as a pydantic error: HTTP 400, one ``detail`` entry per event."""
     return ValidationError.from_exception_data(
@@ -184,3 +241,26 @@ def _contract_error(exc: FeedbackValidationError) -> ValidationError:
             for problem in exc.problems
         ],
     )
+
+
+# Key, scope, limits and body checks before BentoML parses anything (serving.guard); /docs.json
+# is served there too, corrected by serving.openapi.
+RebuyService.add_asgi_middleware(
+    GuardMiddleware, spec=lambda: truthful_spec(RebuyService.openapi_spec.asdict())
+)
+
+
+class _PathNormalisedService(type(RebuyService)):  # type: ignore[misc]
+    """The same service, its ASGI app wrapped by `normalise_unknown_paths`.
+
+    BentoML's Prometheus middleware labels every request with its raw path and runs before any
+    middleware a service adds, so unknown paths must be rewritten outside the whole app.
+    """
+
+    __slots__ = ()
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        return normalise_unknown_paths(super().to_asgi(is_main))
+
+
+RebuyService.__class__ = _PathNormalisedService

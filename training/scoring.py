@@ -9,6 +9,7 @@ are never dropped: they get ``is_known = False`` and the scores of a user withou
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -128,15 +129,15 @@ def score_feature_table(
         return model.vocabulary_ == rep.vocabulary_ and model.feature_names_ == rep.feature_names_
 
     # every model was fitted on the same feature list and vocabulary construction
-    p_buy = rep.predict_proba_array(x)
+    p_buy = rep.predict_proba_array(x, offset=rep.offset(features))
     churn_model = repurchase.churn
     x_churn = x if same_matrix(churn_model) else churn_model.matrix(features)
     p_stay, contributions = churn_model.proba_and_contributions(x_churn)  # one pass for both
     churn = 1.0 - p_stay
     x_counts = x if same_matrix(repurchase.purchases) else repurchase.purchases.matrix(features)
-    expected = repurchase.purchases.predict_array(x_counts)
+    expected = repurchase.purchases.predict_array(x_counts, offset=repurchase.purchases.offset(features))
     x_spend = x if same_matrix(repurchase.spend) else repurchase.spend.matrix(features)
-    spend = repurchase.spend.predict_array(x_spend)
+    spend = repurchase.spend.predict_array(x_spend, offset=repurchase.spend.offset(features))
     band = risk_band(churn, repurchase.config.risk_bands)
     segment = features[FEATURE_SEGMENT].astype("object").to_numpy()
     action = apply_policy(segment, band, repurchase.config.policy)
@@ -279,6 +280,17 @@ class CampaignScorer:
             },
             index=self.pairs.index,
         )
+
+    @functools.cached_property
+    def known_categories(self) -> frozenset[str]:
+        """Categories the timing model knows: a store cycle, or bought by a snapshot user."""
+        known: set[str] = set()
+        if self.timing is not None:
+            known.update(self.timing.category_cycles)
+        if self.pair_scores_ is not None:
+            level = self.pair_scores_.index.names.index(CATEGORY)
+            known.update(str(c) for c in self.pair_scores_.index.levels[level])
+        return frozenset(known)
 
     # --- queries
     def score(self, user_ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -1,4 +1,9 @@
-"""Starting the real service in tests: ``bentoml serve`` on a free port with a given REBUY_HOME."""
+"""Starting the real service in tests: ``bentoml serve`` on a free port with a given REBUY_HOME.
+
+`serve` runs with ``REBUY_AUTH=off`` unless the test's `env` sets ``REBUY_AUTH`` or a key file
+(``REBUY_API_KEYS_FILE``): the tests of models, reloads and feedback are not about keys.
+`create_keys` makes keys with the real ``rebuy keys create`` command for the tests that are.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,16 @@ SERVER_ENV = (
     "REBUY_RELOAD_SECONDS",
     "REBUY_EVENTS_DIR",
     "REBUY_MODEL_ALIAS",
+    "REBUY_AUTH",
+    "REBUY_API_KEYS_FILE",
+    "REBUY_MAX_BODY_BYTES",
+    "REBUY_RATE_LIMIT",
+    "REBUY_RATE_BURST",
+    "REBUY_RELOAD_COOLDOWN_SECONDS",
+    "REBUY_EVENT_MAX_PRICE",
+    "REBUY_EVENT_MAX_QUANTITY",
+    "REBUY_EVENT_MAX_AGE_DAYS",
+    "BENTOML_CONFIG_OPTIONS",  # e.g. the worker count another server of the same test module set
 )
 
 
@@ -28,6 +43,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def create_keys(keys_file: Path, names: Mapping[str, str]) -> dict[str, str]:
+    """Key name -> new key, made by ``rebuy keys create NAME --scope SCOPE`` into `keys_file`.
+
+    `names` maps each key name to its scope; the key is the command's last output line.
+    """
+    from typer.testing import CliRunner
+
+    from rebuy.cli import app
+
+    tokens = {}
+    for name, scope in names.items():
+        result = CliRunner().invoke(
+            app, ["keys", "create", name, "--scope", scope], env={"REBUY_API_KEYS_FILE": str(keys_file)}
+        )
+        assert result.exit_code == 0, result.output
+        tokens[name] = result.output.strip().splitlines()[-1]
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def copy_registry(settings: RegistrySettings, dest: Path) -> RegistrySettings:
@@ -48,7 +86,10 @@ def serve(home: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         for name in SERVER_ENV:
             mp.delenv(name, raising=False)
-        for name, value in (env or {}).items():
+        env = dict(env or {})
+        if "REBUY_AUTH" not in env and "REBUY_API_KEYS_FILE" not in env:
+            env["REBUY_AUTH"] = "off"
+        for name, value in env.items():
             mp.setenv(name, value)
         with bentoml.serve("serving.service:RebuyService", port=port, working_dir=str(REPO)):
             url = f"http://127.0.0.1:{port}"

@@ -70,12 +70,21 @@ import serving.service
 service = serving.service.RebuyService
 answers = {}
 if calls:
+    import serving.campaign, serving.schemas
+
     svc = service()  # loads the champion models of REBUY_HOME, as a worker does
+    campaign = serving.campaign.CampaignService()  # the campaign endpoints' own worker
+    models = {"churn_scores": serving.schemas.ChurnResponse, "reminder_timing": serving.schemas.ReminderResponse}
     try:
         for name, kwargs in calls.items():
-            answers[name] = type(getattr(svc, name)(**kwargs)).__name__
+            if name in models:  # finished JSON bodies, passed through by the storefront worker
+                body = getattr(campaign, name)(**kwargs)
+                answers[name] = type(models[name].model_validate_json(body)).__name__
+            else:
+                answers[name] = type(getattr(svc, name)(**kwargs)).__name__
     finally:
         svc.reloader.stop()
+        campaign.reloader.stop()
 roots = ("features", "training", "serving", "experiments", "rebuy")
 print(json.dumps({
     "service": [type(service).__module__, getattr(service, "name", None)],
