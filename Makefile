@@ -8,9 +8,11 @@ DATA   ?= $(REBUY_HOME)/data/sample
 USERS  ?= 20000
 DAYS   ?= 365
 SEED   ?= 7
+END    ?=
 PORT   ?= 3000
+DEMO_KEYS := $(REBUY_HOME)/demo-keys.env
 
-.PHONY: install run test test-fast lint bench constraints clean
+.PHONY: install run test test-all test-fast lint bench constraints clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -26,25 +28,36 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	@test -f $(DATA)/events.parquet || $(BIN)/rebuy sample --out $(DATA) --users $(USERS) --days $(DAYS) --seed $(SEED)
+	@test -f $(DATA)/events.parquet || $(BIN)/rebuy sample --out $(DATA) --users $(USERS) --days $(DAYS) --seed $(SEED) $(if $(END),--end $(END))  # END: last day, default yesterday
 	$(BIN)/rebuy validate --data $(DATA)
 	$(BIN)/rebuy features --data $(DATA) --out $(REBUY_HOME)/features/user_features.parquet
 	$(BIN)/rebuy train --data $(DATA) --if-no-champion
-	@echo ""
-	@echo "serving the champion models on http://localhost:$(PORT) (Ctrl-C stops). Try:"
-	@echo "  curl -s localhost:$(PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"u000042\", \"k\": 5}'"
-	@echo "  curl -s localhost:$(PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"new-visitor\", \"interest_tags\": [\"cat\"]}'"
-	@echo "  curl -s localhost:$(PORT)/similar_items -H 'content-type: application/json' -d '{\"item_id\": \"i0001\", \"kind\": \"complement\"}'"
-	@echo "  curl -s localhost:$(PORT)/churn_scores -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\", \"u000043\"]}'"
-	@echo "  curl -s localhost:$(PORT)/reminder_timing -H 'content-type: application/json' -d '{\"user_ids\": [\"u000042\"]}'"
-	@echo "  curl -s localhost:$(PORT)/model_info"
-	@echo "runs, metrics, plots and registered models in the MLflow UI (another terminal; then http://127.0.0.1:5000):"
-	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(REBUY_HOME)/mlflow.db"
-	@echo "each command's INFO detail: $(REBUY_HOME)/logs/ (add -v to a rebuy command to see it on the terminal)"
-	@echo ""
+	@test -f $(DEMO_KEYS) || { umask 077; for scope in storefront campaign admin; do \
+	  $(BIN)/rebuy keys revoke demo-$$scope >/dev/null 2>&1; \
+	  key=$$($(BIN)/rebuy keys create demo-$$scope --scope $$scope | tail -1) || exit 1; \
+	  echo "$$(echo $$scope | tr a-z A-Z)=$$key" >> $(DEMO_KEYS); done; \
+	  echo "created demo API keys (rebuy keys list); kept for these examples in $(DEMO_KEYS)"; }
+	@. $(DEMO_KEYS); J='content-type: application/json'; \
+	echo ""; \
+	echo "serving the champion models on http://localhost:$(PORT) (Ctrl-C stops). Try:"; \
+	echo "  curl -s localhost:$(PORT)/recommend -H '$$J' -H 'Authorization: Bearer $$STOREFRONT' -d '{\"user_id\": \"u000042\", \"k\": 5}'"; \
+	echo "  curl -s localhost:$(PORT)/recommend -H '$$J' -H 'Authorization: Bearer $$STOREFRONT' -d '{\"user_id\": \"new-visitor\", \"interest_tags\": [\"cat\"]}'"; \
+	echo "  curl -s localhost:$(PORT)/similar_items -H '$$J' -H 'Authorization: Bearer $$STOREFRONT' -d '{\"item_id\": \"i0001\", \"kind\": \"complement\"}'"; \
+	echo "  curl -s localhost:$(PORT)/churn_scores -H '$$J' -H 'Authorization: Bearer $$CAMPAIGN' -d '{\"user_ids\": [\"u000042\", \"u000043\"]}'"; \
+	echo "  curl -s localhost:$(PORT)/reminder_timing -H '$$J' -H 'Authorization: Bearer $$CAMPAIGN' -d '{\"user_ids\": [\"u000042\"]}'"; \
+	echo "  curl -s localhost:$(PORT)/model_info -H 'Authorization: Bearer $$ADMIN'"; \
+	echo "API keys: $(BIN)/rebuy keys create NAME --scope storefront|campaign|admin (list, revoke NAME)"; \
+	echo "runs, metrics, plots and registered models in the MLflow UI (another terminal; then http://127.0.0.1:5000):"; \
+	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(REBUY_HOME)/mlflow.db"; \
+	echo "each command's INFO detail: $(REBUY_HOME)/logs/ (add -v to a rebuy command to see it on the terminal)"; \
+	echo ""
 	$(BIN)/bentoml serve serving.service:RebuyService --port $(PORT)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not heavy"
+
+test-all: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

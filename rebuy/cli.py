@@ -11,7 +11,7 @@ import shlex
 import shutil
 import sys
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +26,7 @@ from features.errors import InvalidInputError, RebuyError
 from features.load import LoadResult, TableReport, load_store, validate_tables, write_quarantine, write_store
 from features.progress import stage
 from features.window import default_as_of
+from rebuy.keys import keys_app
 from rebuy.logs import FILE_ONLY, command_logging, log_file_path, rebuy_home
 
 if TYPE_CHECKING:
@@ -48,12 +49,13 @@ evaluate_app = typer.Typer(
     help="Offline evaluation against baselines on a time split, logged to MLflow.", no_args_is_help=True
 )
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(keys_app, name="keys")
 console = Console()
 err_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
 
 
-MLFLOW_COMMANDS = frozenset({"train", "retrain", "evaluate", "score"})
+MLFLOW_COMMANDS = frozenset({"train", "retrain", "evaluate", "score", "plan", "refresh"})
 """Commands that use MLflow: it is imported before logging is set up, so its prints can be silenced."""
 
 
@@ -72,7 +74,8 @@ def main(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     command = ctx.invoked_subcommand or "rebuy"
     log_path = log_file_path(rebuy_home(), command)
-    ctx.call_on_close(lambda: _print_log_path(log_path))  # runs last, after the log file is closed
+    if command != "keys":  # `rebuy keys create` prints the new key as its last line
+        ctx.call_on_close(lambda: _print_log_path(log_path))  # runs last, after the log file is closed
     ctx.with_resource(
         command_logging(log_path, command=command, verbose=verbose, import_mlflow=command in MLFLOW_COMMANDS)
     )
@@ -179,12 +182,16 @@ def sample(
         str | None, typer.Option(help="First day YYYY-MM-DD (default: the generator's).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last day YYYY-MM-DD of the store (default: yesterday, UTC; not with --start)."),
+    ] = None,
 ) -> None:
     """Generate the realistic sample pet-supplies store."""
     from features.sample import SampleConfig, generate_store
 
     started = time.perf_counter()
-    extra = {"start": date.fromisoformat(start)} if start else {}
+    extra = _sample_window(start=start, end=end, days=days)
     try:
         config = SampleConfig(users=users, days=days, seed=seed, **extra)
         tables = generate_store(config, show_progress=True)
@@ -193,6 +200,19 @@ def sample(
         raise _fail(str(exc)) from exc
     console.print(f"[green]sample store written to {out}[/] in {time.perf_counter() - started:.1f}s")
     console.print(_store_summary(tables))
+
+
+def _sample_window(*, start: str | None, end: str | None, days: int) -> dict[str, date]:
+    """`SampleConfig` ``start`` from ``--start`` or ``--end`` (default: a store ending yesterday, UTC)."""
+    from features.sample import start_for_end
+
+    if start is not None and end is not None:
+        raise _fail("give --start or --end, not both (the window is --days long)")
+    if start is not None:
+        return {"start": _parse_day(start, "--start").date()}
+    last = _parse_day(end, "--end")
+    last_day = last.date() if last is not None else datetime.now(UTC).date() - timedelta(days=1)
+    return {"start": start_for_end(last_day, days=days)}
 
 
 @app.command()
@@ -692,6 +712,12 @@ def evaluate_ab_command(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Day YYYY-MM-DD the window ends before.")] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            help="A plan written with --ab-share: its arms (challenger = plan) instead of the service's."
+        ),
+    ] = None,
 ) -> None:
     """Conversion per A/B variant from storefront feedback, with 95% intervals; logged to MLflow."""
     from experiments import ab
@@ -700,7 +726,15 @@ def evaluate_ab_command(
     start, end = _parse_day(since, "--since"), _parse_day(until, "--until")
     started = time.perf_counter()
     try:
-        evaluation = ab.evaluate_ab_folder(data, since=start, until=end)
+        if plan is None:
+            evaluation = ab.evaluate_ab_folder(data, since=start, until=end)
+        else:  # the plan's arms: challenger = the plan, champion = the fixed 3/15/28 schedule
+            from training.campaign.ab import plan_feedback_events
+
+            events, plan_info = plan_feedback_events(plan, data, since=start, until=end)
+            evaluation = ab.evaluate_ab(events)
+            evaluation.info.update(plan_info)
+            console.print(f"arms of {plan}: challenger = plan, champion = fixed_3_15_28", soft_wrap=True)
     except RebuyError as exc:
         raise _fail(str(exc)) from exc
     info = evaluation.info
@@ -752,6 +786,190 @@ def evaluate_ab_command(
         run_id = ab.log_ab_evaluation(evaluation, settings=RegistrySettings.from_env())
         console.print(f"logged to MLflow run {run_id}")
     console.print(f"done in {time.perf_counter() - started:.1f}s")
+
+
+@app.command("plan")
+def plan_command(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    from_day: Annotated[
+        str, typer.Option("--from", help="First day of the plan YYYY-MM-DD (events before it are read).")
+    ],
+    days: Annotated[int, typer.Option(min=1, help="Days to plan.")],
+    out: Annotated[Path, typer.Option(help="Plan file, .parquet or .csv; the HTML summary goes beside it.")],
+    rules: Annotated[
+        Path | None, typer.Option(help="Rules TOML (default training/campaign/rules.toml).")
+    ] = None,
+    ab_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of users given the plan; the rest get the fixed 3/15/28 schedule."
+        ),
+    ] = 0.0,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            help="Yesterday's plan: what it sent counts against the caps, pending steps carry over."
+        ),
+    ] = None,
+) -> None:
+    """Campaign plan: one row per message (who, when, what, why), from the champion models and the rules."""
+    from training.campaign.jobs import run_plan
+
+    first = _parse_day(from_day, "--from")
+    assert first is not None
+    try:
+        tables = _load_with_stage(data).tables
+        result, html_path = run_plan(
+            tables,
+            as_of=first,
+            days=days,
+            out=out,
+            rules=rules,
+            ab_share=ab_share,
+            previous=previous,
+            show_progress=True,
+        )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    plan = result.plan
+    console.print(
+        f"[green]{len(plan):,} messages for {plan['user_id'].nunique():,} users written to {out}[/]"
+    )
+    console.print("kinds: " + ", ".join(f"{k} {v:,}" for k, v in plan["kind"].value_counts().items()))
+    if "arm" in plan.columns:
+        console.print(
+            "arms: " + ", ".join(f"{k} {v:,} messages" for k, v in plan["arm"].value_counts().items())
+        )
+    console.print(f"summary: {html_path.resolve().as_uri()}", soft_wrap=True, highlight=False)
+
+
+@evaluate_app.command("plan")
+def evaluate_plan_command(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[str, typer.Option(help="Plan from this day YYYY-MM-DD on the events before it.")],
+    out: Annotated[Path, typer.Option(help="JSON file with the figures per policy.")],
+    days: Annotated[int, typer.Option(min=1, help="Days planned.")] = 28,
+    rules: Annotated[
+        Path | None, typer.Option(help="Rules TOML (default training/campaign/rules.toml).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random baselines.")] = 0,
+) -> None:
+    """Backtest the plan against fixed 3/15/28, at-cut-off and random reminders (timing, not causal effect)."""
+    from training.campaign.backtest import NOTE
+    from training.campaign.jobs import run_backtest
+
+    cutoff = _parse_day(as_of, "--as-of")
+    assert cutoff is not None
+    started = time.perf_counter()
+    try:
+        tables = _load_with_stage(data).tables
+        report = run_backtest(
+            tables, as_of=cutoff, days=days, out=out, rules=rules, seed=seed, show_progress=True
+        )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table(
+        title=f"Plan backtest from {report['as_of']}, {days} days, {report['users']:,} users, budget {report['budget']:,} reminders"
+    )
+    for col in ("policy", "messages", "hits", "hit_rate", "too_late_rate", "purchases_covered"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, row in report["policies"].items():
+        table.add_row(
+            name,
+            f"{row['messages']:,}",
+            f"{row['hits']:,}",
+            f"{row['hit_rate']:.3f}",
+            f"{row['too_late_rate']:.3f}",
+            f"{row['purchases_covered']:.3f}",
+        )
+    _print_wide(table)
+    console.print(
+        f"hit rate {report['hit_rate_vs_fixed']:.2f}x fixed_3_15_28; models: {report['models']}",
+        soft_wrap=True,
+        markup=False,
+    )
+    console.print(NOTE, soft_wrap=True, markup=False)
+    console.print(f"[green]written to {out}[/] in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
+def ingest(
+    feedback: Annotated[
+        Path, typer.Option(help="Feedback folder written by the service (REBUY_EVENTS_DIR).")
+    ],
+    data: Annotated[Path, typer.Option(help="Store folder whose events file receives the feedback.")],
+) -> None:
+    """Merge accepted storefront feedback into the store's events, once (a second run adds nothing)."""
+    from features.ingest import ingest_feedback, write_rejects
+
+    try:
+        with stage("ingest") as info:
+            result = ingest_feedback(feedback, data)
+            info["rows"] = f"{result.added:,} added"
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    first, last = result.window
+    span = f" (events from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M})" if first is not None else ""
+    console.print(
+        f"[green]{result.added:,} event(s) added to {result.events_file}[/]{span}; "
+        f"{result.already_in_store:,} already in the store; {result.n_feedback:,} feedback events read"
+        + (f", {result.n_duplicates:,} retried deliveries left out" if result.n_duplicates else ""),
+        soft_wrap=True,
+    )
+    rejects = write_rejects(result.rejected, data)
+    if rejects is not None:
+        counts = result.rejected[s.REASON_CODE].value_counts()
+        console.print(
+            f"[yellow]{len(result.rejected):,} set aside with reasons in {rejects}: "
+            + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+            + "[/]",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def refresh(
+    data: Annotated[Path, typer.Option(help="Store folder.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Cut-off YYYY-MM-DD (default: the day after the last event).")
+    ] = None,
+) -> None:
+    """Recompute the served feature snapshot with the champion models (no fitting); servers switch to it."""
+    from training.pipelines.refresh import refresh_snapshot
+    from training.registry import RegistrySettings
+
+    settings = RegistrySettings.from_env()
+    cutoff = _parse_day(as_of, "--as-of")
+    try:
+        with stage("refresh"):
+            result = refresh_snapshot(data, settings=settings, as_of=cutoff)
+    except RebuyError as exc:
+        raise _fail(f"{exc}\nthe served snapshot is unchanged") from exc
+    before = "-" if result.previous_as_of is None else f"{result.previous_as_of:%Y-%m-%d}"
+    console.print(
+        f"[green]snapshot as of {result.as_of:%Y-%m-%d}[/] (was {before}) with "
+        + ", ".join(f"{name} v{version}" for name, version in result.models.items())
+        + f": {result.n_users:,} users ({result.users_added:,} added), {result.n_pairs:,} user x category pairs",
+        soft_wrap=True,
+    )
+    for title, moves in (
+        ("segment moves", result.segment_moves),
+        ("risk-band moves", result.risk_band_moves),
+    ):
+        table = Table(title=f"{title} since {before}: {int(moves['users'].sum()):,} users")
+        for col in ("from", "to", "users"):
+            table.add_column(col, justify="right" if col == "users" else "left")
+        for row in moves.head(12).itertuples(index=False):
+            table.add_row(str(row[0]), str(row[1]), f"{row[2]:,}")
+        console.print(table)
+    console.print(
+        f"stored in {result.path}; servers switch at their next check (REBUY_RELOAD_SECONDS)", soft_wrap=True
+    )
+    console.print(
+        "done in "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items() if k != "total")
+        + f" (total {result.seconds['total']:.1f}s)"
+    )
 
 
 @app.command()
