@@ -253,6 +253,22 @@ def _present_ids(values: pd.Series) -> list[str]:
 # --- the append log -------------------------------------------------------------------------------
 
 
+def append_lines(fd: int, payload: bytes) -> int:
+    """Append newline-terminated `payload` to the locked, append-mode file `fd` and fsync it.
+
+    A file whose last byte is not a newline (a crash tore its last line) gets one first, so the
+    torn line stays on a line of its own. Returns the file's size before the append.
+    """
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        payload = b"\n" + payload
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+    return size
+
+
 def feedback_file(directory: Path, received_at: pd.Timestamp) -> Path:
     """The file a batch received at `received_at` (naive UTC) goes to: ``events-YYYYMMDD.jsonl``."""
     return directory / f"{FILE_PREFIX}{received_at:%Y%m%d}{FILE_SUFFIX}"
@@ -297,13 +313,7 @@ def append_feedback_events(events: pd.DataFrame, directory: Path, *, received_at
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released by close; other workers wait here
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            payload = b"\n" + payload  # a crash left a torn line: keep it on a line of its own
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        size = append_lines(fd, payload)
     finally:
         os.close(fd)
     if size == 0:  # a new file: make its directory entry durable too

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features import schema as s
-from features.feedback import EVENT_KEY, REQUEST_ID, VARIANT, append_feedback_events
+from features.feedback import EVENT_KEY, REQUEST_ID, VARIANT, append_feedback_events, append_lines
 
 logger = logging.getLogger(__name__)
 
@@ -210,13 +210,7 @@ class FeedbackLog:
             json.dumps({EVENT_KEY: key, VARIANT: variant}, separators=(",", ":")) + "\n"
             for key, variant in entries
         ).encode("utf-8")
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            payload = b"\n" + payload  # a crash left a torn line: keep it on a line of its own
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        append_lines(fd, payload)
         self._known.update(entries)
         self._offset = os.fstat(fd).st_size
 

@@ -362,6 +362,11 @@ HORIZON_FEATURES = (BGNBD_EXPECTED, PARETONBD_EXPECTED)
 """BTYD features whose scale depends on the horizon: the offset models never split on them."""
 
 
+def _offset_window(recipe: Recipe) -> int:
+    """Label window (days) of the offset models: half the longest observable follow-up."""
+    return max(MIN_FOLLOW_UP_DAYS, recipe.follow_up_days // 2)
+
+
 def _offset_cutoffs(
     cache: FeatureCache, recipe: Recipe, *, end: pd.Timestamp
 ) -> tuple[list[pd.Timestamp], int]:
@@ -371,7 +376,7 @@ def _offset_cutoffs(
     ``n_train`` cut-offs fit with recent users in them; the horizon itself comes from the offset
     (Pareto/NBD's forecast for the full horizon at scoring time).
     """
-    window = max(MIN_FOLLOW_UP_DAYS, recipe.follow_up_days // 2)
+    window = _offset_window(recipe)
     cutoffs = short_history_cutoffs(
         end, horizon_days=window, data_start=data_start(cache.tables), config=cache.config.cutoffs
     )
@@ -438,7 +443,7 @@ def fit_repurchase_bundle(
             recipe.name,
             recipe.reason
             + f"; {horizon_days}-day forecasts are Pareto/NBD's, corrected by LightGBM (an offset) "
-            f"learned on {max(MIN_FOLLOW_UP_DAYS, recipe.follow_up_days // 2)}-day windows",
+            f"learned on {_offset_window(recipe)}-day windows",
             recipe.train,
             None,
             recipe.follow_up_days,

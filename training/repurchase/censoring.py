@@ -28,16 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.arrays import purchase_cents, ts_ns
-from features.build_labels import PURCHASES, SPEND
+from features.build_labels import PURCHASES, SPEND, build_value_targets
 from features.schema import LABEL_PURCHASED_IN_HORIZON, TS, USER_ID
 from features.window import purchases_before
 from training.feature_cache import FeatureCache
 from training.repurchase.bgnbd import BgNbdModel
 
 logger = logging.getLogger(__name__)
-
-DAY_NS = 86_400 * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -54,16 +51,12 @@ def _spend_per_purchase_day(events: pd.DataFrame, *, before: pd.Timestamp, user_
     buys = purchases_before(events, before)
     if buys.empty:
         return np.zeros(len(user_ids))
-    frame = pd.DataFrame(
-        {
-            USER_ID: buys[USER_ID].to_numpy(),
-            "day": ts_ns(buys[TS]) // DAY_NS,
-            SPEND: purchase_cents(buys) / 100.0,
-        }
+    start = buys[TS].min().normalize()
+    window_days = (before - start).days + 1  # covers every purchase in `buys` (all before `before`)
+    history = build_value_targets(
+        buys, as_of=start, horizon_days=window_days, user_ids=buys[USER_ID].unique()
     )
-    grouped = frame.groupby(USER_ID)
-    days = grouped["day"].nunique()
-    total = grouped[SPEND].sum()
+    days, total = history[PURCHASES], history[SPEND]
     store_mean = float(total.sum() / days.sum()) if days.sum() > 0 else 0.0
     per_day = (total / days).reindex(pd.Index(user_ids, name=USER_ID))
     return per_day.fillna(store_mean).to_numpy("float64")
