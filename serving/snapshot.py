@@ -110,7 +110,9 @@ class SnapshotSource:
         started = time.perf_counter()
         features, pairs, as_of = read_frames(ref.path)
         old = models.scorer
-        scorer = CampaignScorer(old.repurchase, old.timing, features=features, pairs=pairs, as_of=as_of)
+        scorer = CampaignScorer(
+            old.repurchase, old.timing, features=features, pairs=pairs, as_of=as_of, snapshot_dir=ref.path
+        )
         logger.info(
             "switched the feature snapshot from as of %s to %s (%s, %d users) in %.1fs",
             old.as_of,

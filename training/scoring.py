@@ -219,6 +219,7 @@ class CampaignScorer:
         features: pd.DataFrame,
         pairs: pd.DataFrame | None,
         as_of: pd.Timestamp,
+        snapshot_dir: Path | None = None,
     ) -> None:
         if repurchase is None and timing is None:
             raise InvalidInputError("CampaignScorer: needs a repurchase or a timing bundle, got neither")
@@ -227,6 +228,8 @@ class CampaignScorer:
         self.as_of = as_of
         self.features = features
         self.pairs = pairs
+        self.snapshot_dir = snapshot_dir
+        """Folder of the snapshot served (its ``history/``: `training.snapshot_store.read_history`)."""
         started = time.perf_counter()
         if repurchase is not None:
             self.scores_ = score_feature_table(
@@ -437,7 +440,14 @@ class CampaignScorer:
                     as_of,
                 )
             pairs = _read_pairs(timing_dir, features)
-        return cls(repurchase, timing, features=features, pairs=pairs, as_of=as_of)
+        return cls(
+            repurchase,
+            timing,
+            features=features,
+            pairs=pairs,
+            as_of=as_of,
+            snapshot_dir=repurchase_dir / "snapshot",
+        )
 
     @classmethod
     def from_timing_dir(cls, timing_dir: Path) -> Self:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import SchemaError
-from features.schema import AS_OF, CATEGORY, USER_ID
+from features.schema import AS_OF, CATEGORY, TABLES, USER_ID, StoreTables, conform
 from features.timing import join_pair_features
 
 SNAPSHOTS_FOLDER = "snapshots"
@@ -115,8 +115,34 @@ def read_frames(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
     return features, join_pair_features(features, cat), as_of
 
 
+HISTORY_FOLDER = "history"
+"""Sub-folder of a snapshot with its history, in the store folder layout."""
+
+
+def read_history(path: Path) -> StoreTables | None:
+    """The history a snapshot folder keeps (``history/``, `training.pipelines.snapshot.history_tables`).
+
+    The tables were validated when the snapshot was written, so they are only cast to the
+    in-memory dtypes. None when the folder has none (a snapshot written before it was kept).
+
+    Raises
+    ------
+    SchemaError
+        A history file is unreadable.
+    """
+    folder = path / HISTORY_FOLDER
+    if not all((folder / f"{name}.parquet").exists() for name in TABLES):
+        return None
+    try:
+        frames = {name: conform(pd.read_parquet(folder / f"{name}.parquet"), name) for name in TABLES}
+    except (OSError, ValueError, KeyError) as exc:
+        raise SchemaError(f"{folder}: cannot read the snapshot's history: {exc}") from exc
+    return StoreTables(**frames)
+
+
 __all__ = [
     "CURRENT_FILE",
+    "HISTORY_FOLDER",
     "LINEAGE_FILE",
     "SCORES_FILE",
     "SNAPSHOTS_FOLDER",
@@ -124,6 +150,7 @@ __all__ = [
     "point_current",
     "read_current",
     "read_frames",
+    "read_history",
     "snapshot_folder",
     "snapshots_dir",
     "write_lineage",

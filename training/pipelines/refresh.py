@@ -136,7 +136,7 @@ def refresh_snapshot(
     lap("score")
     created = (now or pd.Timestamp.now(tz="UTC").tz_localize(None)).floor("us")
     path = snapshot_folder(settings.home, as_of=cutoff, created_at=created)
-    save_snapshot(path, users, pairs, stats=stats, as_of=cutoff)
+    save_snapshot(path, users, pairs, stats=stats, as_of=cutoff, history_of=tables)
     scores.to_parquet(path / SCORES_FILE)
     events = tables.events
     lineage: dict[str, object] = {

@@ -14,11 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from features.build_stats import StoreStats
-from features.schema import AS_OF, StoreTables
+from features.load import write_store
+from features.schema import AS_OF, SIGNUP_TS, TS, USER_ID, StoreTables
 from features.timing import ACTIVE_HOUR, calc_active_hours
-from features.window import check_as_of
+from features.window import check_as_of, history
 from training.feature_cache import FeatureCache
 from training.repurchase.config import RepurchaseConfig
+from training.snapshot_store import HISTORY_FOLDER
 
 
 def build_snapshot(
@@ -62,15 +64,40 @@ def build_scoring_features(
     return users
 
 
+def history_tables(tables: StoreTables, *, as_of: pd.Timestamp) -> StoreTables:
+    """The part of a store a snapshot keeps for the server: events before `as_of` (sorted by
+    ``user_id`` then ``ts``), users signed up before it, every item.
+
+    The server reads a user's rows from it to recompute that user's features after a live
+    event (`serving.live`) and to answer from the user's history (the come-back page, a
+    user's campaign plan), without the store folder.
+    """
+    events = history(tables.events, as_of).sort_values([USER_ID, TS], kind="stable")
+    users = tables.users.loc[tables.users[SIGNUP_TS] < as_of]
+    return StoreTables(
+        events=events.reset_index(drop=True), items=tables.items, users=users.reset_index(drop=True)
+    )
+
+
 def save_snapshot(
-    path: Path, users: pd.DataFrame, pairs: pd.DataFrame, *, stats: StoreStats, as_of: pd.Timestamp
+    path: Path,
+    users: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    stats: StoreStats,
+    as_of: pd.Timestamp,
+    history_of: StoreTables | None = None,
 ) -> None:
     """Write a snapshot folder, the one `training.scoring.CampaignScorer.from_dirs` reads.
 
     Files: ``features.parquet`` (`users`), ``user_category_features.parquet`` (`pairs`, index
-    reset), ``store_stats.json`` (`stats`) and ``snapshot.json`` (``as_of`` and the row counts).
+    reset), ``store_stats.json`` (`stats`) and ``snapshot.json`` (``as_of`` and the row counts);
+    with `history_of`, its `history_tables` as a store folder ``history/`` (the data contract's
+    three Parquet files; `training.snapshot_store.read_history` reads it back).
     """
     path.mkdir(parents=True, exist_ok=True)
+    if history_of is not None:
+        write_store(history_tables(history_of, as_of=as_of), path / HISTORY_FOLDER)
     users.to_parquet(path / "features.parquet")
     pairs.reset_index().to_parquet(path / "user_category_features.parquet")
     (path / "store_stats.json").write_text(stats.to_json())
@@ -79,4 +106,4 @@ def save_snapshot(
     )
 
 
-__all__ = ["build_scoring_features", "build_snapshot", "save_snapshot"]
+__all__ = ["build_scoring_features", "build_snapshot", "history_tables", "save_snapshot"]

@@ -190,13 +190,22 @@ def _save_bundles(
     pairs: pd.DataFrame,
     stats: StoreStats,
     as_of: pd.Timestamp,
+    tables: StoreTables,
 ) -> tuple[Path, Path]:
-    """Save both bundles under `root` (``repurchase/``, ``timing/``), each with the feature snapshot."""
+    """Save both bundles under `root` (``repurchase/``, ``timing/``), each with the feature snapshot
+    (the repurchase one also with the history the server reads, `history_tables`)."""
     rep_dir, tim_dir = root / "repurchase", root / "timing"
     repurchase.save(rep_dir)
     timing.save(tim_dir)
-    for d in (rep_dir, tim_dir):
-        save_snapshot(d / "snapshot", users, pairs, stats=stats, as_of=as_of)
+    for d in (rep_dir, tim_dir):  # the history once, with the repurchase bundle the server scores
+        save_snapshot(
+            d / "snapshot",
+            users,
+            pairs,
+            stats=stats,
+            as_of=as_of,
+            history_of=tables if d == rep_dir else None,
+        )
     return rep_dir, tim_dir
 
 
@@ -367,7 +376,14 @@ def train_repurchase(
         repurchase.window |= window
         timing.window |= window
         rep_dir, tim_dir = _save_bundles(
-            root, repurchase=repurchase, timing=timing, users=users, pairs=pairs, stats=stats, as_of=as_of
+            root,
+            repurchase=repurchase,
+            timing=timing,
+            users=users,
+            pairs=pairs,
+            stats=stats,
+            as_of=as_of,
+            tables=tables,
         )
         with _mlflow_run(settings, as_of=as_of) as run:
             _log_evaluation(evaluation, config=config, config_path=config_path, as_of=as_of)
