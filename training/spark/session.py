@@ -1,0 +1,71 @@
+"""One Spark session for the batch commands: local mode by default, any master the caller sets.
+
+`spark_session` returns the active session or builds one. Its Python workers run the interpreter
+that runs rebuy (``PYSPARK_PYTHON`` / ``PYSPARK_DRIVER_PYTHON`` default to `sys.executable`),
+otherwise a local worker starts the system Python, which has neither pandas nor rebuy. On a
+cluster, ``spark-submit`` (README, "Running on a cluster") sets the master and the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from features.errors import RebuyError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MASTER = "local[2]"
+ENGINES = ("pandas", "spark")
+
+
+class SparkUnavailableError(RebuyError):
+    """pyspark (the ``rebuy[spark]`` extra) or Java is missing."""
+
+
+def spark_session(*, master: str | None = None, app_name: str = "rebuy") -> SparkSession:
+    """The active Spark session, or a new one on `master` (``REBUY_SPARK_MASTER``, else ``local[2]``).
+
+    Arrow moves the pandas frames in and out of ``applyInPandas`` / ``mapInPandas``; the session
+    time zone is UTC, as the data contract's naive timestamps are.
+
+    Raises
+    ------
+    SparkUnavailableError
+        pyspark is not installed, or the JVM does not start (no Java 17).
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise SparkUnavailableError(
+            "--engine spark needs pyspark: pip install 'rebuy[spark]' (and Java 17)"
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    master = master or os.environ.get("REBUY_SPARK_MASTER", DEFAULT_MASTER)
+    try:
+        session = (
+            SparkSession.builder.master(master)
+            .appName(app_name)
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.shuffle.partitions", "8")
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    except Exception as exc:  # py4j and the JVM start-up raise anything: one clear message
+        raise SparkUnavailableError(f"cannot start Spark on {master}: {exc} (is Java 17 installed?)") from exc
+    session.sparkContext.setLogLevel("WARN")
+    logger.info("spark session on %s (spark %s)", master, session.version)
+    return session
+
+
+__all__ = ["DEFAULT_MASTER", "ENGINES", "SparkUnavailableError", "spark_session"]
