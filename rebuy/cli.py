@@ -995,7 +995,9 @@ def score(
         with stage("load models"):
             repurchase, timing = load_registered_bundles(RegistrySettings.from_env())
         with stage("features"):
-            features = build_scoring_features(tables, as_of=cutoff, config=repurchase.config)
+            features = build_scoring_features(
+                tables, as_of=cutoff, config=repurchase.config, horizon_days=repurchase.horizon_days
+            )
         with stage("score"):
             scores = score_feature_table(
                 features, repurchase=repurchase, timing=timing, as_of=cutoff, horizon_days=horizon

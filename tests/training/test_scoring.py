@@ -84,3 +84,20 @@ def test_a_scorer_needs_at_least_one_bundle(scorer: CampaignScorer) -> None:
 def test_loading_a_folder_without_a_repurchase_bundle_fails_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"no repurchase/bundle\.json"):
         CampaignScorer.load(tmp_path)
+
+
+def test_a_btyd_features_bundle_scores_from_the_snapshot_it_is_served_with() -> None:
+    """The snapshot holds the BTYD forecasts for the bundle's horizon, so `rebuy score`, refresh
+    and the server can score a bundle whose models read them (its offsets included)."""
+    config = load_repurchase_config(btyd_features=True)
+    cache = FeatureCache(generate_store(SampleConfig(users=300, days=200, seed=5)), config)
+    end = default_as_of(cache.tables)
+    bundle = fit_repurchase_bundle(cache, end=end, horizon_days=60, with_churn=True)
+    users, _ = build_snapshot(cache, as_of=end, with_pairs=False, horizon_days=60)
+    scores = score_feature_table(users, repurchase=bundle, timing=None, as_of=end)
+    assert len(scores) == len(users) and scores["expected_purchases"].notna().all()
+    forecast = cache.model_users(end, 60)["paretonbd_expected_purchases"]
+    assert users["paretonbd_expected_purchases"].equals(forecast)
+    without = users.drop(columns=["paretonbd_expected_purchases"])
+    with pytest.raises(InvalidInputError, match="paretonbd_expected_purchases"):
+        score_feature_table(without, repurchase=bundle, timing=None, as_of=end)

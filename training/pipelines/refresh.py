@@ -127,7 +127,7 @@ def refresh_snapshot(
     # version is recorded so that the service serves the snapshot with the set it was built for
     lap("models")
     cache = FeatureCache(tables, repurchase.config)
-    users, pairs = build_snapshot(cache, as_of=cutoff)
+    users, pairs = build_snapshot(cache, as_of=cutoff, horizon_days=repurchase.horizon_days)
     assert pairs is not None
     stats = cache.stats(cutoff)
     lap("features")

@@ -24,9 +24,18 @@ from training.snapshot_store import HISTORY_FOLDER
 
 
 def build_snapshot(
-    cache: FeatureCache, *, as_of: pd.Timestamp, with_pairs: bool = True
+    cache: FeatureCache,
+    *,
+    as_of: pd.Timestamp,
+    with_pairs: bool = True,
+    horizon_days: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """User features as of `as_of` with ``active_hour`` and the due features, and the user x category features.
+
+    With ``config.btyd_features`` the user table also holds the BTYD forecasts for the
+    repurchase horizon (`horizon_days`, default ``config.horizon_days``; the models fitted on
+    the events before `as_of`), which the repurchase models of such a config read as features
+    and offsets at scoring time.
 
     Returns
     -------
@@ -35,6 +44,9 @@ def build_snapshot(
         `FeatureCache.pairs` (index ``user_id``, ``category``; None unless `with_pairs`).
     """
     users = cache.timing_users(as_of).copy()
+    if cache.config.btyd_features:
+        btyd = cache.model_users(as_of, horizon_days or cache.config.horizon_days)
+        users = users.join(btyd[btyd.columns.difference(users.columns, sort=False)])
     hours, _ = calc_active_hours(
         cache.tables.events,
         as_of=as_of,
@@ -47,7 +59,11 @@ def build_snapshot(
 
 
 def build_scoring_features(
-    tables: StoreTables, *, as_of: pd.Timestamp, config: RepurchaseConfig | None = None
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    config: RepurchaseConfig | None = None,
+    horizon_days: int | None = None,
 ) -> pd.DataFrame:
     """The user feature table `training.scoring.score_feature_table` expects, as of `as_of`.
 
@@ -59,7 +75,10 @@ def build_scoring_features(
     """
     as_of = check_as_of(as_of)
     users, _ = build_snapshot(
-        FeatureCache(tables, config or RepurchaseConfig()), as_of=as_of, with_pairs=False
+        FeatureCache(tables, config or RepurchaseConfig()),
+        as_of=as_of,
+        with_pairs=False,
+        horizon_days=horizon_days,
     )
     return users
 

@@ -344,7 +344,7 @@ def train_repurchase(
     tables, cache = _training_inputs(tables, as_of=as_of, config=config, cache=cache)
 
     with _stage("repurchase: features", show_progress) as info:
-        users, pairs = build_snapshot(cache, as_of=as_of)
+        users, pairs = build_snapshot(cache, as_of=as_of, horizon_days=horizon_days)
         assert pairs is not None
         stats = cache.stats(as_of)
         info |= {"users": len(users), "pairs": len(pairs)}
