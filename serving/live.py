@@ -13,12 +13,16 @@ What the events change, per user, without touching the loaded models:
   (``exclude_item_ids``) until their category's replenishment cycle has passed since the
   purchase; every item of the user's fresh events (views, carts, favourites, purchases) is
   passed as ``recent_item_ids``, which recomputes the user's factors and brings in complements.
-- `adjust_reminders`: a category bought since the snapshot's cut-off gets its next purchase
-  date restarted from the purchase (the category's cycle after it), and its reminder the
-  timing model's lead before that, at the same hour.
+- `serving.live_scores.LiveScoreCache`: the churn score, segment, reasons, action and next
+  purchase dates of a user with live events since the snapshot's cut-off are recomputed from
+  the user's row rebuilt from the snapshot's history plus those events
+  (`training.live_rescore`), for ``/churn_scores`` and ``/reminder_timing``.
+- `adjust_reminders` (after `LiveScoreCache.rescore_reminders`): a category bought since the
+  snapshot's cut-off gets its next purchase date restarted from the purchase (the category's
+  cycle after it), and its reminder the timing model's lead before that, at the same hour.
 
-Churn scores, segments and the user-level next purchase date still come from the snapshot
-until ``rebuy ingest`` and ``rebuy refresh`` (see the README's daily cycle).
+Other users' answers are untouched. Users the snapshot does not know (signed up since) keep the
+cold-start answer until ``rebuy ingest`` and ``rebuy refresh`` (see the README's daily cycle).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from features.feedback import EVENT_KEY, FILE_PREFIX, FILE_SUFFIX
-from features.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, EventType
+from features.schema import EVENT_TYPE, ITEM_ID, ORDER_ID, PRICE, QUANTITY, TS, USER_ID, EventType
 from serving.models import ServingModels
 from serving.schemas import ReminderResponse
 from training.recommender import Recommender
@@ -51,6 +55,9 @@ class LiveEvent:
     item_id: str | None
     event_type: str
     ts: pd.Timestamp
+    quantity: int = 1
+    price: float | None = None
+    order_id: str | None = None
 
 
 class LiveEvents:
@@ -104,6 +111,8 @@ class LiveEvents:
             try:
                 record = json.loads(line)
                 user, event_type, ts = str(record[USER_ID]), str(record[EVENT_TYPE]), pd.Timestamp(record[TS])
+                quantity, price = int(record.get(QUANTITY) or 0), record.get(PRICE)
+                price = None if price is None else float(price)
             except (ValueError, KeyError, TypeError):
                 continue  # torn or corrupt: the reader of features.feedback reports those
             key = record.get(EVENT_KEY)
@@ -111,9 +120,16 @@ class LiveEvents:
                 if key in self._keys:
                     continue
                 self._keys.add(key)
-            item = record.get(ITEM_ID)
+            item, order = record.get(ITEM_ID), record.get(ORDER_ID)
             self._by_user.setdefault(user, []).append(
-                LiveEvent(None if item is None else str(item), event_type, ts)
+                LiveEvent(
+                    None if item is None else str(item),
+                    event_type,
+                    ts,
+                    quantity=quantity,
+                    price=price,
+                    order_id=None if order is None else str(order),
+                )
             )
             added += 1
         return added
@@ -123,6 +139,13 @@ class LiveEvents:
         with self._lock:
             events = list(self._by_user.get(user_id, ()))
         return sorted((e for e in events if e.ts >= since), key=lambda e: e.ts)
+
+    def counts(self, user_ids: Iterable[str], *, since: pd.Timestamp) -> dict[str, int]:
+        """User -> number of events with ``ts >= since``, for the users of `user_ids` that have any."""
+        with self._lock:
+            found = {u: list(self._by_user[u]) for u in set(user_ids) if u in self._by_user}
+        counts = {u: sum(e.ts >= since for e in events) for u, events in found.items()}
+        return {u: n for u, n in counts.items() if n > 0}
 
     def start(self) -> None:
         """Read the whole folder (the replay after a restart), then poll in a daemon thread."""

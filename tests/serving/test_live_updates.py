@@ -288,3 +288,52 @@ def test_feedback_survives_a_restart_and_a_torn_line_is_set_aside(
     assert sorted(loaded.events[s.USER_ID]) == sorted(before_restart + after_restart)
     assert loaded.rejected[[s.SOURCE_FILE, s.ROW_NUMBER]].values.tolist() == [[str(last), torn_line]]
     assert "lost" in loaded.rejected["line"].iloc[0]
+
+
+def test_a_purchase_recomputes_that_users_churn_score_within_5_s_and_no_one_elses(
+    trained: tuple[RegistrySettings, s.StoreTables], tmp_path: Path
+) -> None:
+    """Issue 15, point 3: the buyer's churn score, segment and dates come from the rebuilt row
+    (`training.live_rescore`); another user's answers stay byte-identical."""
+    registry, tables = trained
+    env = {"REBUY_EVENTS_DIR": str(tmp_path / "feedback"), "REBUY_RELOAD_SECONDS": "0"}
+    item = str(tables.items[s.ITEM_ID].iloc[0])
+    with serve(registry.home, env) as url, httpx.Client(base_url=url, timeout=60) as client:
+
+        def churn(users: list[str]) -> httpx.Response:
+            response = client.post("/churn_scores", json={"user_ids": users})
+            assert response.status_code == 200, response.text
+            return response
+
+        scores = churn(_buyers(tables, 300)).json()["scores"]
+        user = max(scores, key=lambda r: r["churn_probability"])["user_id"]  # the most lapsing buyer
+        other = next(r["user_id"] for r in scores if r["user_id"] != user)
+        before = next(r for r in scores if r["user_id"] == user)
+        other_churn, other_reminders = (
+            churn([other]).content,
+            client.post("/reminder_timing", json={"user_ids": [other]}).content,
+        )
+        user_reminders = client.post("/reminder_timing", json={"user_ids": [user]}).content
+        purchase = {
+            "user_id": user, "item_id": item, "event_type": "purchase", "quantity": 1, "price": 12.0,
+            "order_id": "web-rescore-1", "request_id": "rescore-1",
+        }  # fmt: skip
+        posted = time.monotonic()
+        assert client.post("/events", json={"events": [purchase]}).status_code == 200
+        while (after := churn([user]).json())["scores"][0] == before:
+            assert time.monotonic() - posted < 5.0, "the purchase did not change the churn score within 5 s"
+            time.sleep(0.2)
+        seconds = time.monotonic() - posted
+        row = after["scores"][0]
+        assert row["churn_probability"] < before["churn_probability"]
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        assert row["next_purchase_date"] is not None and row["next_purchase_date"] >= today
+        assert after["as_of"] == churn([other]).json()["as_of"]  # the answer's as_of stays the snapshot's
+        reminders = client.post("/reminder_timing", json={"user_ids": [user]})
+        assert reminders.content != user_reminders
+        assert all(r["next_purchase_date"] >= today for r in reminders.json()["reminders"])
+        # another user: byte-identical answers; and a second ask of the buyer comes from the cache
+        assert churn([other]).content == other_churn
+        assert client.post("/reminder_timing", json={"user_ids": [other]}).content == other_reminders
+        assert churn([user]).json() == after
+    print(f"churn score recomputed {seconds:.2f} s after the purchase")
