@@ -47,6 +47,8 @@ ROUTE_SCOPES: dict[str, str] = {
     "/events": STOREFRONT,
     "/churn_scores": CAMPAIGN,
     "/reminder_timing": CAMPAIGN,
+    "/campaign_plan": CAMPAIGN,
+    "/come_back_page": STOREFRONT,
     "/admin/reload": ADMIN,
     "/model_info": ADMIN,
     "/metrics": ADMIN,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import datetime as dt
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ from bentoml.exceptions import ServiceUnavailable
 from starlette.responses import Response
 
 from serving.live import LiveEvents
+from serving.live_scores import LiveScoreCache
 from serving.settings import ServingSettings
 from serving.state import ModelReloader
 
@@ -125,6 +127,7 @@ class CampaignService:
         self.reloader = ModelReloader(self.settings, role="campaign")
         self._lock = threading.Lock()
         self.live = LiveEvents(self.settings.feedback_dir)  # purchases restart reminders at once
+        self.live_scores = LiveScoreCache(self.live)  # and rescore their users at once
         self.reloader.start()
         self.live.start()
 
@@ -139,7 +142,10 @@ class CampaignService:
     def churn_scores(self, user_ids: list[str]) -> bytes:
         """The ``/churn_scores`` answer (`serving.schemas.ChurnResponse`) as JSON."""
         with self._lock:
-            body = self.reloader.state.churn_scores(user_ids).model_dump_json().encode()
+            state = self.reloader.state  # users with live events: rows recomputed (serving.live_scores)
+            answer = self.live_scores.adjust_churn_scores(state.churn_scores(user_ids), state)
+            body = answer.model_dump_json().encode()
+            del answer
             release_free_memory()
         return body
 
@@ -148,8 +154,35 @@ class CampaignService:
         """The ``/reminder_timing`` answer (`serving.schemas.ReminderResponse`) as JSON."""
         with self._lock:
             state = self.reloader.state
+            timing = state.reminder_timing(user_ids, categories=categories)
             answer = self.live.adjust_reminders(
-                state.reminder_timing(user_ids, categories=categories), state.champion
+                self.live_scores.rescore_reminders(timing, state.champion), state.champion
+            )
+            del timing
+            body = answer.model_dump_json().encode()
+            del answer
+            release_free_memory()
+        return body
+
+    @bentoml.api
+    def campaign_plan(
+        self,
+        user_ids: list[str],
+        days: int = 14,
+        first_day: dt.date | None = None,
+        ab_share: float = 0.0,
+    ) -> bytes:
+        """The ``/campaign_plan`` answer (`serving.schemas.CampaignPlanResponse`) as JSON (`serving.plans`)."""
+        with self._lock:
+            models = self.reloader.state.champion
+            since = {u: self.live.events_of(u, since=models.scorer.as_of) for u in dict.fromkeys(user_ids)}
+            answer = models.planner.plan(
+                user_ids,
+                days=days,
+                first_day=first_day,
+                ab_share=ab_share,
+                ab_salt=self.settings.ab_salt,
+                since={u: e for u, e in since.items() if e},
             )
             body = answer.model_dump_json().encode()
             del answer

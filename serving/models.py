@@ -16,6 +16,7 @@ as numpy arrays). What was not precomputed is computed live, with the same answe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from mlflow.entities.model_registry import ModelVersion
 from features.errors import InvalidInputError
 from features.feedback import CHAMPION_VARIANT
 from features.schema import CATEGORY, FEATURE_SEGMENT, ITEM_ID, USER_ID
+from serving.comeback import ComeBackPages
+from serving.plans import PLAN_RULES, CampaignPlanner
 from serving.precomputed import (
     DEFAULT_K,
     DefaultLists,
@@ -101,6 +104,28 @@ class ServingModels:
     """(user, category) pair of the snapshot -> the items its reminder features."""
     snapshot: SnapshotRef | None = None
     """The refreshed feature snapshot `scorer` serves (`serving.snapshot`); None: the training one."""
+
+    @functools.cached_property
+    def come_back(self) -> ComeBackPages:
+        """Every user's come-back page from `scorer`'s snapshot (`serving.comeback`), built once per set."""
+        return ComeBackPages.build(self.scorer, PLAN_RULES)
+
+    @functools.cached_property
+    def planner(self) -> CampaignPlanner:
+        """The campaign plans of `scorer`'s snapshot (`serving.plans`), prepared once per set."""
+        return CampaignPlanner.build(self.scorer, PLAN_RULES, model_version=self.scorer_version)
+
+    def warm(self, role: Role) -> bool:
+        """Build what `role` answers from the snapshot's history now, not in the first request;
+        True when something was built (the caller then freezes it out of the collector's reach)."""
+        wanted = [
+            name
+            for name, roles in (("come_back", ("all", "storefront")), ("planner", ("all", "campaign")))
+            if role in roles and name not in self.__dict__
+        ]
+        for name in wanted:
+            getattr(self, name)
+        return bool(wanted)
 
     @property
     def versions(self) -> dict[str, str]:

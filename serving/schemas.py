@@ -92,6 +92,60 @@ class ReminderResponse(BaseModel):
     as_of: dt.datetime | None = Field(default=None, description="Cut-off of the feature snapshot (champion)")
 
 
+class PlanMessage(BaseModel):
+    """One row of a campaign plan: the columns of ``rebuy plan`` (`training.campaign.plan.PLAN_DTYPES`)."""
+
+    user_id: str
+    send_at: dt.datetime = Field(description="Day and hour it goes out (naive UTC, inside the quiet hours)")
+    kind: str = Field(
+        description="onboarding_guide, replenishment_reminder, wake_up_coupon, come_back_pack, ..."
+    )
+    category: str = Field(description="Category featured; empty where none")
+    items: str = Field(description="Item ids to feature, comma-separated; empty where none")
+    action: str = Field(description="The offer, from the policy, plus the tier's benefit")
+    condition: str = Field(description="no_order_after:<time> for a step that only goes out without an order")
+    reason: str = Field(description="Why this user and why now, in words")
+    expected_hit: float = Field(
+        description="P(a purchase within 7 days after send_at), from the timing model"
+    )
+    arm: str | None = Field(default=None, description="plan or fixed_3_15_28 when ab_share > 0")
+
+
+class CampaignPlanResponse(BaseModel):
+    messages: list[PlanMessage] = Field(description="Ordered by send_at, user_id")
+    unknown_user_ids: list[str] = Field(description="Requested ids the snapshot does not know (no messages)")
+    as_of: dt.datetime = Field(description="Cut-off of the snapshot the plan is built from")
+    first_day: dt.date = Field(description="First day of the messages returned")
+    days: int
+    note: str | None = Field(default=None, description="Why the plan is empty for everyone, when it is")
+    model_version: str = Field(description="Version of the champion repurchase model")
+
+
+class BoughtItem(BaseModel):
+    item_id: str
+    count: int = Field(description="Days (orders) the user bought the item on")
+
+
+class ComeBackOffer(BaseModel):
+    kind: str | None = Field(
+        description="The plan message of the user's segment: come_back_pack, wake_up_coupon, first_order_coupon, or null"
+    )
+    action: str = Field(description="The offer: the policy action plus the tier's benefit")
+    reason: str
+
+
+class ComeBackPageResponse(BaseModel):
+    user_id: str
+    is_fallback: bool = Field(description="True when the snapshot does not know the user")
+    segment: str
+    most_bought: list[BoughtItem] = Field(description="Most bought first (ties: most recent)")
+    favourited_not_bought: list[str] = Field(description="Latest favourite first")
+    popular: list[str] = Field(description="The store's popular items, when the user has bought nothing")
+    offer: ComeBackOffer
+    as_of: dt.datetime = Field(description="Cut-off of the snapshot (events accepted since also count)")
+    note: str | None = Field(default=None, description="Set when the snapshot keeps no history")
+
+
 class ModelVersionInfo(BaseModel):
     name: str
     alias: str

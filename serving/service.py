@@ -17,6 +17,7 @@ against the data contract, to ``REBUY_EVENTS_DIR`` (`features.feedback`) for ``r
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from typing import Annotated, Any, Literal
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI, HTTPException
-from pydantic import Field, StrictInt, ValidationError
+from pydantic import Field, StrictFloat, StrictInt, ValidationError
 from pydantic_core import PydanticCustomError
 
 from features.feedback import (
@@ -41,8 +42,11 @@ from serving.campaign import CampaignService, ask_campaign
 from serving.guard import GuardMiddleware, normalise_unknown_paths, require_keys
 from serving.live import LiveEvents
 from serving.openapi import truthful_spec
+from serving.plans import MAX_PLAN_DAYS
 from serving.schemas import (
+    CampaignPlanResponse,
     ChurnResponse,
+    ComeBackPageResponse,
     EventsResponse,
     Id,
     ModelInfo,
@@ -61,6 +65,7 @@ logger = logging.getLogger(__name__)
 MAX_USERS = 10_000
 MAX_IDS = 1_000
 MAX_EVENTS = 1_000
+MAX_COME_BACK_K = 50
 LIMITS = GuardSettings.from_env()
 """Event bounds for the request schema (the guard middleware reads the same variables)."""
 FeedbackEvent = feedback_event_model(
@@ -153,6 +158,41 @@ class RebuyService:
         """
         call = self.campaign.to_async.reminder_timing  # in the campaign worker (serving.campaign)
         return await ask_campaign(call, user_ids=user_ids, categories=categories)
+
+    @bentoml.api(route="/campaign_plan")
+    async def campaign_plan(
+        self,
+        user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_USERS)],
+        days: Annotated[StrictInt, Field(ge=1, le=MAX_PLAN_DAYS)] = 14,
+        first_day: Annotated[
+            dt.date | None,
+            Field(
+                alias="from",
+                strict=True,
+                description="First day returned (default: the snapshot's as_of day)",
+            ),
+        ] = None,
+        ab_share: Annotated[StrictFloat, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
+    ) -> CampaignPlanResponse:
+        """The campaign plan of these users, rows as ``rebuy plan`` writes them (`serving.plans`).
+
+        Per-user rules hold (caps, quiet hours, cool-down, ladders); the store-wide daily budgets
+        belong to the batch plan. Unknown ids are listed in ``unknown_user_ids``.
+        """
+        call = self.campaign.to_async.campaign_plan  # in the campaign worker (serving.campaign)
+        return await ask_campaign(call, user_ids=user_ids, days=days, first_day=first_day, ab_share=ab_share)
+
+    @bentoml.api(route="/come_back_page")
+    def come_back_page(
+        self, user_id: Id, k: Annotated[StrictInt, Field(ge=1, le=MAX_COME_BACK_K)] = 10
+    ) -> ComeBackPageResponse:
+        """Most bought and favourited-not-bought items and the segment's offer (`serving.comeback`).
+
+        Unknown users get the store's popular items and the new-customer offer.
+        """
+        models = self.reloader.state.champion
+        events = self.live.events_of(user_id, since=models.scorer.as_of)  # accepted since the snapshot
+        return models.come_back.page(user_id, k=k, since=events)
 
     @bentoml.api(route="/events")
     def events(

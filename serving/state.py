@@ -385,6 +385,8 @@ class ModelReloader:
         champion = self.snapshots.apply(self.state.champion)
         if champion is not None:
             self.state = dataclasses.replace(self.state, champion=champion)  # one reference assignment
+        if self.state.champion.warm(self.role):  # come-back pages, plans: before the first request
+            freeze_loaded_objects()
 
     def _served(
         self, wanted: dict[str, dict[str, str | None]], state: ServingState

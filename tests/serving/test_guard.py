@@ -41,6 +41,8 @@ REQUESTS: dict[str, tuple[str, dict | None]] = {
     "/events": ("POST", {"events": [EVENT]}),
     "/churn_scores": ("POST", {"user_ids": ["u1"]}),
     "/reminder_timing": ("POST", {"user_ids": ["u1"]}),
+    "/campaign_plan": ("POST", {"user_ids": ["u1"]}),
+    "/come_back_page": ("POST", {"user_id": "u1"}),
     "/admin/reload": ("POST", None),
     "/model_info": ("GET", None),
     "/metrics": ("GET", None),

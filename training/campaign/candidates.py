@@ -68,7 +68,8 @@ from training.timing.hazard import HazardModel
 PAIR_ROW = "_pair_row"
 USER_ROW = "_user_row"
 CATEGORY_SHARE = "_category_share"
-_LADDER = re.compile(r"^(?P<first>.+?)_then_(?P<second>.+?)(?:_after_\d+d)?$")
+LADDER_PATTERN = re.compile(r"^(?P<first>.+?)_then_(?P<second>.+?)(?:_after_\d+d)?$")
+"""A policy action naming a two-step ladder: ``<step 1>_then_<step 2>[_after_<n>d]``."""
 
 
 def window_mass(model: HazardModel, probs: np.ndarray, start_days: np.ndarray, width_days: int) -> np.ndarray:
@@ -78,6 +79,13 @@ def window_mass(model: HazardModel, probs: np.ndarray, start_days: np.ndarray, w
     start = np.asarray(start_days, dtype="float64")[:, None]
     cdf = np.clip((start + width_days - lower) / width, 0, 1) - np.clip((start - lower) / width, 0, 1)
     return (probs * cdf).sum(axis=1)
+
+
+def tier_benefit(actions: pd.Series, tiers: pd.Series, config: PlanConfig) -> pd.Series:
+    """`actions` with the benefit of each row's tier (`PlanConfig.tier_benefits`) appended after ``+``."""
+    tier = tiers.astype("object").map(config.tier_benefits)
+    extra = np.where(tier.notna(), "+" + tier.fillna("").astype(str), "")
+    return actions.astype(str).str.cat(pd.Series(extra, index=actions.index))
 
 
 @dataclass
@@ -169,9 +177,7 @@ class PlanContext:
 
     def benefit(self, actions: pd.Series, user_ids: pd.Index) -> pd.Series:
         """`actions` with the tier's benefit appended (``coupon_10+free_delivery`` for gold)."""
-        tier = self.users[FEATURE_TIER].astype("object").reindex(user_ids).map(self.config.tier_benefits)
-        extra = np.where(tier.notna(), "+" + tier.fillna("").astype(str), "")
-        return actions.astype(str).str.cat(pd.Series(extra, index=actions.index))
+        return tier_benefit(actions, self.users[FEATURE_TIER].reindex(user_ids), self.config)
 
     def frame(self, user_ids: pd.Index, **columns: object) -> pd.DataFrame:
         """Candidate rows of `user_ids` with defaults for the columns not given."""
@@ -327,7 +333,7 @@ def _ladder(ctx: PlanContext, user_ids: pd.Index, first_chain: int) -> list[pd.D
     if users.empty or not steps:
         return []
     policy = ctx.scores[SUGGESTED_ACTION].reindex(users).astype(str)
-    parsed = policy.str.extract(_LADDER)
+    parsed = policy.str.extract(LADDER_PATTERN)
     items = ctx.most_bought.reindex(users).fillna("")
     out = []
     for i, step in enumerate(steps):
@@ -366,9 +372,12 @@ def _one_off(ctx: PlanContext, users: pd.Index, *, kind: str, items: pd.Series, 
     )
 
 
-def plan_candidates(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
-    """Every message the plan proposes for `user_ids` (module docstring); `CANDIDATE_COLUMNS` plus
-    the private columns `PlanContext.expected_hit` reads."""
+def propose(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
+    """Every message the plan proposes for `user_ids`, before `keep_one_reminder` (module docstring).
+
+    A user's rows do not depend on the other users asked, and the days planned only cut rows
+    (``day`` < ``ctx.days``): rows proposed for more days, filtered, equal those proposed for fewer.
+    """
     parts = [_replenishment(ctx, user_ids), *_onboarding(ctx, user_ids), *_ladder(ctx, user_ids, 0)]
     lapsed = _segment_users(ctx, user_ids, Segment.LAPSED)
     both = (
@@ -388,13 +397,22 @@ def plan_candidates(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
     parts.append(
         _one_off(ctx, new, kind=FIRST_ORDER_COUPON, items=ctx.favourites, what="signed up, no order yet")
     )
-    out = (
+    return (
         pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     )
-    # one replenishment reminder per user x category: the onboarding one wins over the model's
-    rem = out[KIND] == REPLENISHMENT_REMINDER
-    dup = rem & out.duplicated([USER_ID, CATEGORY, KIND], keep="last")
-    return out.loc[~dup.to_numpy()].reset_index(drop=True)
+
+
+def keep_one_reminder(candidates: pd.DataFrame) -> pd.DataFrame:
+    """One replenishment reminder per user x category: the onboarding one wins over the model's."""
+    rem = candidates[KIND] == REPLENISHMENT_REMINDER
+    dup = rem & candidates.duplicated([USER_ID, CATEGORY, KIND], keep="last")
+    return candidates.loc[~dup.to_numpy()].reset_index(drop=True)
+
+
+def plan_candidates(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
+    """Every message the plan proposes for `user_ids` (module docstring); `CANDIDATE_COLUMNS` plus
+    the private columns `PlanContext.expected_hit` reads."""
+    return keep_one_reminder(propose(ctx, user_ids))
 
 
 def fixed_candidates(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
@@ -427,4 +445,13 @@ def fixed_candidates(ctx: PlanContext, user_ids: pd.Index) -> pd.DataFrame:
     )
 
 
-__all__ = ["PlanContext", "fixed_candidates", "plan_candidates", "window_mass"]
+__all__ = [
+    "LADDER_PATTERN",
+    "PlanContext",
+    "fixed_candidates",
+    "keep_one_reminder",
+    "plan_candidates",
+    "propose",
+    "tier_benefit",
+    "window_mass",
+]

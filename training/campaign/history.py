@@ -3,7 +3,8 @@
 Every function reads events strictly before `as_of` (``features.window.history``):
 `purchase_table` (purchases with their category), `replenishable_categories` (categories with a
 regular store-wide cycle), `first_orders`, `last_items` (the user's latest item per category),
-`most_bought_items`, `favourites_not_bought` and `popular_items`.
+`most_bought` / `most_bought_items`, `favourited_not_bought` / `favourites_not_bought`,
+`popular_items` and `store_popular_items` (the come-back page reads these too).
 """
 
 from __future__ import annotations
@@ -99,23 +100,54 @@ def last_items(purchases: pd.DataFrame) -> pd.Series:
     return known.groupby([USER_ID, CATEGORY])[ITEM_ID].last()
 
 
+DAYS_BOUGHT = "days_bought"
+LAST_BOUGHT = "last_bought"
+
+
+def most_bought(purchases: pd.DataFrame) -> pd.DataFrame:
+    """Every user's items ranked by the days they were bought on, most first (ties: most recent).
+
+    Returns
+    -------
+    pd.DataFrame
+        RangeIndex; ``user_id``, ``item_id``, ``days_bought`` (int64 purchase days with the item),
+        ``last_bought`` (time of the last purchase); ordered by user, then rank.
+    """
+    days = purchases.drop_duplicates([USER_ID, ITEM_ID, DAY])
+    g = days.groupby([USER_ID, ITEM_ID]).agg(**{DAYS_BOUGHT: (DAY, "size"), LAST_BOUGHT: (TS, "max")})
+    g = g.reset_index().sort_values([USER_ID, DAYS_BOUGHT, LAST_BOUGHT], ascending=[True, False, False])
+    return g.reset_index(drop=True)
+
+
 def most_bought_items(purchases: pd.DataFrame, *, n: int) -> pd.Series:
     """Comma-separated ids of each user's `n` items bought on the most days (ties: most recent)."""
-    days = purchases.drop_duplicates([USER_ID, ITEM_ID, DAY])
-    g = days.groupby([USER_ID, ITEM_ID]).agg(days_bought=(DAY, "size"), last=(TS, "max")).reset_index()
-    g = g.sort_values([USER_ID, "days_bought", "last"], ascending=[True, False, False])
-    return g.groupby(USER_ID).head(n).groupby(USER_ID)[ITEM_ID].agg(",".join)
+    return most_bought(purchases).groupby(USER_ID).head(n).groupby(USER_ID)[ITEM_ID].agg(",".join)
+
+
+def favourited_not_bought(
+    tables: StoreTables, purchases: pd.DataFrame, *, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """Items each user favourited before `as_of` and never bought, latest favourite first.
+
+    Returns
+    -------
+    pd.DataFrame
+        RangeIndex; ``user_id``, ``item_id``, ``ts`` (the latest favourite); ordered by ``ts``
+        descending.
+    """
+    events = history(tables.events, as_of)
+    fav = events.loc[events[EVENT_TYPE] == EventType.FAVORITE.value, [USER_ID, ITEM_ID, TS]]
+    bought = pd.MultiIndex.from_frame(purchases[[USER_ID, ITEM_ID]].drop_duplicates())
+    fav = fav.loc[~pd.MultiIndex.from_frame(fav[[USER_ID, ITEM_ID]]).isin(bought)]
+    fav = fav.sort_values(TS, ascending=False).drop_duplicates([USER_ID, ITEM_ID])
+    return fav.reset_index(drop=True)
 
 
 def favourites_not_bought(
     tables: StoreTables, purchases: pd.DataFrame, *, as_of: pd.Timestamp, n: int
 ) -> pd.Series:
     """Comma-separated ids of the `n` items each user favourited latest and never bought."""
-    events = history(tables.events, as_of)
-    fav = events.loc[events[EVENT_TYPE] == EventType.FAVORITE.value, [USER_ID, ITEM_ID, TS]]
-    bought = pd.MultiIndex.from_frame(purchases[[USER_ID, ITEM_ID]].drop_duplicates())
-    fav = fav.loc[~pd.MultiIndex.from_frame(fav[[USER_ID, ITEM_ID]]).isin(bought)]
-    fav = fav.sort_values(TS, ascending=False).drop_duplicates([USER_ID, ITEM_ID])
+    fav = favourited_not_bought(tables, purchases, as_of=as_of)
     return fav.groupby(USER_ID).head(n).groupby(USER_ID)[ITEM_ID].agg(",".join)
 
 
@@ -135,12 +167,27 @@ def popular_items(
     return counts.groupby(CATEGORY).head(n).groupby(CATEGORY)[ITEM_ID].agg(",".join)
 
 
+def store_popular_items(
+    purchases: pd.DataFrame, *, as_of: pd.Timestamp, n: int, window_days: int = 90
+) -> list[str]:
+    """The store's `n` items bought by most users in the last `window_days` (ties: item id)."""
+    recent = purchases.loc[purchases[TS] >= as_of - pd.Timedelta(days=window_days)]
+    counts = recent.drop_duplicates([USER_ID, ITEM_ID]).groupby(ITEM_ID).size().rename("n").reset_index()
+    counts = counts.sort_values(["n", ITEM_ID], ascending=[False, True])
+    return [str(i) for i in counts[ITEM_ID].head(n)]
+
+
 __all__ = [
+    "DAYS_BOUGHT",
+    "LAST_BOUGHT",
+    "favourited_not_bought",
     "favourites_not_bought",
     "first_orders",
     "last_items",
+    "most_bought",
     "most_bought_items",
     "popular_items",
     "purchase_table",
     "replenishable_categories",
+    "store_popular_items",
 ]

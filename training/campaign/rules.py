@@ -163,9 +163,13 @@ def schedule(
         limit = cool.get(user)
         if limit is not None and not pd.isna(limit) and at < limit:
             return False
-        for start in range(day - 6, day + 1):
-            if sum(counts.get(d, 0) for d in range(start, start + 7)) + 1 > config.weekly_cap:
+        near = [counts.get(d, 0) for d in range(day - 6, day + 7)]  # every 7-day window holding `day`
+        window = sum(near[:7])
+        for i in range(7):
+            if window + 1 > config.weekly_cap:
                 return False
+            if i < 6:
+                window += near[i + 7] - near[i]
         return True
 
     times: dict[tuple[int, int], pd.Timestamp] = {}
