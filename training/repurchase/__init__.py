@@ -11,7 +11,8 @@ One module per concept (the LightGBM settings, shared with `training.timing`, ar
 - `explain`: the top churn reasons in words;
 - `policy`: churn risk bands and the campaign action table;
 - `btyd` (summary and shared fitter), `bgnbd`, `paretonbd`: the BTYD models, one fitter a file;
-  `btyd_features`: their forecasts as LightGBM features.
+  `btyd_features`: their forecasts as LightGBM features; `btyd_recipe`: Pareto/NBD's forecast served
+  as the repurchase and value models (recipe ``btyd``); `recipe_choice`: when ``rebuy train`` serves it.
 - `baselines`: the recency and RFM-logistic baselines;
 - `bundle`: the repurchase, churn and value models fitted together (what serving loads).
 """

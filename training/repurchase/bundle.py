@@ -16,6 +16,11 @@ probability of a purchase in the remaining days given none in the follow-up; for
 the observed purchases or spend plus the BG/NBD expectation of the remaining days. The recipe of
 each model and why is in ``window["recipes"]``.
 
+Given a `training.repurchase.recipe_choice.RecipeChoice` (``rebuy train`` only, from its held-out
+figures), the repurchase and value models take the ``btyd`` recipe when it says so: Pareto/NBD's
+forecast through the same classes (`training.repurchase.btyd_recipe`); the churn model keeps its
+LightGBM recipe.
+
 `RepurchaseBundle` is what serving and ``rebuy score`` load; `fit_repurchase_bundle` fits it from
 a `training.feature_cache.FeatureCache`.
 """
@@ -37,8 +42,9 @@ from features.arrays import ts_ns
 from features.build_labels import PURCHASES, SPEND
 from features.errors import InvalidInputError
 from features.schema import EVENT_TYPE, LABEL_PURCHASED_IN_HORIZON, TS, USER_ID, EventType
-from training.feature_cache import FeatureCache, data_start, stack_users
+from training.feature_cache import FeatureCache, stack_users
 from training.repurchase.btyd_features import BGNBD_EXPECTED, BTYD_FEATURES, PARETONBD_EXPECTED
+from training.repurchase.btyd_recipe import fit_btyd_models
 from training.repurchase.calibration import Calibrator
 from training.repurchase.censoring import censored_targets
 from training.repurchase.config import RepurchaseConfig
@@ -51,6 +57,7 @@ from training.repurchase.cutoffs import (
     user_folds,
 )
 from training.repurchase.model import PurchaseCountModel, RepurchaseModel
+from training.repurchase.recipe_choice import BTYD, RecipeChoice
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +125,14 @@ def _repurchase_cutoffs(
     comes from a twin trained on the cut-offs <= end - 2h, scored out of time on end - h.
     """
     twin, calibration = training_cutoffs(
-        end, horizon_days=horizon_days, data_start=data_start(cache.tables), config=config.cutoffs
+        end, horizon_days=horizon_days, data_start=cache.data_start, config=config.cutoffs
     )
     if not config.cross_fit:
         return twin, calibration, twin
     train, _ = training_cutoffs(
         end + pd.Timedelta(days=horizon_days),
         horizon_days=horizon_days,
-        data_start=data_start(cache.tables),
+        data_start=cache.data_start,
         config=config.cutoffs,
     )
     return train, calibration, twin
@@ -202,7 +209,7 @@ def _recipe(cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, min_fo
     return choose_recipe(
         end,
         horizon_days=horizon_days,
-        data_start=data_start(cache.tables),
+        data_start=cache.data_start,
         config=cache.config.cutoffs,
         min_follow_up_days=min_follow_up_days,
     )
@@ -378,7 +385,7 @@ def _offset_cutoffs(
     """
     window = _offset_window(recipe)
     cutoffs = short_history_cutoffs(
-        end, horizon_days=window, data_start=data_start(cache.tables), config=cache.config.cutoffs
+        end, horizon_days=window, data_start=cache.data_start, config=cache.config.cutoffs
     )
     return cutoffs, window
 
@@ -404,7 +411,12 @@ def _fit_churn(
 
 
 def fit_repurchase_bundle(
-    cache: FeatureCache, *, end: pd.Timestamp, horizon_days: int, with_churn: bool = True
+    cache: FeatureCache,
+    *,
+    end: pd.Timestamp,
+    horizon_days: int,
+    with_churn: bool = True,
+    choice: RecipeChoice | None = None,
 ) -> RepurchaseBundle:
     """Fit repurchase (+ calibration), value and (optionally) churn models with labels ending by `end`.
 
@@ -421,6 +433,11 @@ def fit_repurchase_bundle(
         Horizon of the repurchase and value models; the churn model uses ``config.churn_days``.
     with_churn
         Fit the churn model too (scoring needs it; evaluations do not).
+    choice
+        The verdict of the held-out figures (`training.repurchase.recipe_choice.choose_btyd`):
+        with ``choice.btyd`` the repurchase and value models take the ``btyd`` recipe (and the
+        bundle's config ``btyd_features = true``, so scoring builds the forecast column); else
+        the reason is added to the LightGBM recipe's. None (evaluations): no choice made.
 
     Returns
     -------
@@ -452,7 +469,18 @@ def fit_repurchase_bundle(
         recipe = _censored(recipe)
     if recipe.name != STACKED:
         _check_repeat_buyers(cache.tables.events, end=end)
-    if recipe.name == STACKED:
+    btyd = choice is not None and choice.btyd
+    if choice is not None:
+        recipe = Recipe(
+            BTYD if btyd else recipe.name,
+            choice.reason if btyd else f"{recipe.reason}; {choice.reason}",
+            [] if btyd else recipe.train,
+            None if btyd else recipe.calibration,
+            horizon_days if btyd else recipe.follow_up_days,
+        )
+    if btyd:
+        repurchase, purchases, spend, window = fit_btyd_models(cache, end=end, horizon_days=horizon_days)
+    elif recipe.name == STACKED:
         repurchase, purchases, spend, window = _fit_stacked(
             cache, end=end, horizon_days=horizon_days, config=config
         )
@@ -466,10 +494,17 @@ def fit_repurchase_bundle(
         churn, churn_recipe, churn_window = _fit_churn(cache, end=end, config=config)
         window |= churn_window
         recipes["churn"] = _recipe_window(churn_recipe)
+        if btyd:
+            recipes["churn"]["reason"] += (
+                f"; LightGBM kept for churn: the held-out window compares {horizon_days}-day repurchase, "
+                f"not {config.churn_days}-day churn"
+            )
     window["recipes"] = recipes
     logger.info(
         "repurchase bundle fitted (labels end %s): %s, %.1fs", end, window, time.perf_counter() - started
     )
+    if btyd:  # scoring paths build the Pareto/NBD column the btyd models read
+        config = config.model_copy(update={"btyd_features": True})
     return RepurchaseBundle(config, horizon_days, repurchase, purchases, spend, churn, window)
 
 

@@ -49,7 +49,25 @@ class RepurchaseConfig(BaseModel):
             "expected purchases, P(alive) and x, t_x, T (weeks) to LightGBM. Scoring then needs the events."
         ),
     )
+    pick_recipe: bool = Field(
+        default=True,
+        description=(
+            "rebuy train: serve Pareto/NBD's forecasts (the btyd recipe) as the repurchase and value "
+            "models when Pareto/NBD beats LightGBM on the held-out window, on ROC-AUC and on the Poisson "
+            "deviance of expected purchases (training.repurchase.recipe_choice). Evaluations never pick."
+        ),
+    )
     n_reasons: int = Field(default=3, ge=1, le=10)
+    max_train_users: int = Field(
+        default=50_000,
+        ge=0,
+        description=(
+            "Training rows (every cut-off, label and evaluation of the repurchase, churn, value and timing "
+            "models) are built for a sample of this many users, stratified by purchase days "
+            "(`training.sampling`); 0 or a smaller store: every user. Store-wide statistics use everyone."
+        ),
+    )
+    train_sample_seed: int = Field(default=7, description="Seed of the training sample of users.")
     cutoffs: CutoffConfig = CutoffConfig()
     lightgbm: LightGbmConfig = LightGbmConfig()
     risk_bands: RiskBandConfig = RiskBandConfig()

@@ -14,6 +14,12 @@ the churn probability is one minus its calibrated probability.
 
 Feature input is checked before use (`training.repurchase.matrix.build_model_matrix`).
 Boosters are saved in LightGBM's text format with a JSON sidecar; no pickle.
+
+With ``offset_only`` (and an `offset_feature`) a model learns nothing: its booster is one stump
+whose leaf is 0, so the prediction is the offset column's own forecast (the probability of at
+least one purchase, through the calibration map, for `RepurchaseModel`; the expected count times
+the level `scale_` for `PurchaseCountModel`). The ``btyd`` recipe (`training.repurchase.btyd_recipe`)
+serves Pareto/NBD's forecast that way, through the same classes, files and scorer.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ class _BoosterModel:
         self.vocabulary_: dict[str, list[str]] | None = None
         self.feature_names_: list[str] = [*MODEL_FEATURES, *extra_features]
         self.offset_feature: str | None = None
+        self.offset_only = False
 
     def offset(self, features: pd.DataFrame) -> np.ndarray | None:
         """The offset per row on the booster's raw scale, or None without `offset_feature`.
@@ -139,6 +146,12 @@ class _BoosterModel:
         self.vocabulary_ = category_vocabulary(features)
         x = build_model_matrix(features, vocabulary=self.vocabulary_, extra=self.extra_features)
         started = time.perf_counter()
+        rounds = self.config.num_boost_round
+        if self.offset_only:
+            if init_score is None:
+                raise InvalidInputError(f"{type(self).__name__}: offset_only needs an offset_feature")
+            # LightGBM needs one round: a leaf must hold more rows than there are, so no split
+            rounds, params = 1, {**params, "min_data_in_leaf": len(x) + 1}
         data = lgb.Dataset(
             x,
             label=target,
@@ -150,8 +163,12 @@ class _BoosterModel:
         self.booster_ = lgb.train(
             self.config.params(self.objective, feature_names=self.feature_names_, **params),
             data,
-            num_boost_round=self.config.num_boost_round,
+            num_boost_round=rounds,
         )
+        if self.offset_only:  # the stump's leaf to exactly 0: the trees add nothing to the offset
+            for tree in self.booster_.dump_model()["tree_info"]:
+                for leaf in range(int(tree["num_leaves"])):
+                    self.booster_.set_leaf_output(int(tree["tree_index"]), leaf, 0.0)
         logger.info(
             "%s (%s): fitted on %d rows, %d features, mean target %.4f, %.2fs",
             type(self).__name__,
@@ -178,6 +195,7 @@ class _BoosterModel:
             "feature_names": self.feature_names_,
             "vocabulary": self.vocabulary_,
             "lightgbm": self.config.model_dump(),
+            "offset_only": self.offset_only,
             **(extra or {}),
         }
         path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True))
@@ -190,6 +208,7 @@ class _BoosterModel:
         out.vocabulary_ = sidecar["vocabulary"]
         out.feature_names_ = sidecar["feature_names"]
         out.kind = sidecar.get("kind", "")
+        out.offset_only = bool(sidecar.get("offset_only", False))
         out._load_extra(sidecar)
         return out
 
@@ -201,7 +220,9 @@ class RepurchaseModel(_BoosterModel):
     """Calibrated P(purchase within the horizon) from the user features.
 
     `fit` starts from scratch; `calibrate` fits the probability map on a later cut-off;
-    `predict_proba` returns calibrated probabilities (raw ones before `calibrate`).
+    `predict_proba` returns calibrated probabilities (raw ones before `calibrate`). With
+    `offset_only` (and `offset_feature`) no tree learns anything: the probability is the offset's
+    ``1 - exp(-E)`` through the calibration map.
     """
 
     objective = "binary"
@@ -214,11 +235,13 @@ class RepurchaseModel(_BoosterModel):
         calibration: Literal["isotonic", "platt"] = "isotonic",
         extra_features: Sequence[str] = (),
         offset_feature: str | None = None,
+        offset_only: bool = False,
     ) -> None:
         super().__init__(config, extra_features=extra_features)
         self.horizon_days = horizon_days
         self.calibration = calibration
         self.offset_feature = offset_feature
+        self.offset_only = offset_only
         self.calibrator_: Calibrator | None = None
 
     def fit(self, features: pd.DataFrame, labels: pd.Series) -> Self:
@@ -329,6 +352,7 @@ class PurchaseCountModel(_BoosterModel):
     forecast for the row's own horizon): the prediction is ``column * exp(trees)``. Trained on
     windows shorter than the horizon it speaks of, the correction carries over while the column
     supplies the horizon (`training.repurchase.bundle`, short-history recipe with BTYD features).
+    With `offset_only` no tree learns anything: the prediction is ``column * scale_``.
     """
 
     def __init__(
@@ -339,12 +363,14 @@ class PurchaseCountModel(_BoosterModel):
         target: Literal["purchases", "spend"] = "purchases",
         extra_features: Sequence[str] = (),
         offset_feature: str | None = None,
+        offset_only: bool = False,
     ) -> None:
         super().__init__(config, extra_features=extra_features)
         self.horizon_days = horizon_days
         self.kind = target
         self.objective = "poisson" if target == "purchases" else "tweedie"
         self.offset_feature = offset_feature
+        self.offset_only = offset_only
         self.scale_: float = 1.0
 
     def fit(self, features: pd.DataFrame, target: pd.Series) -> Self:
