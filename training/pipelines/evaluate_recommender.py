@@ -26,6 +26,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from features.progress import stage_logger
 from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
@@ -116,6 +117,11 @@ def evaluate_recommender(
         row["seconds"] = seconds
         rows[name] = row
         curves[name] = {kk: RecallAtK(kk).calc(reco, truth) for kk in CURVE_KS}
+        if show_progress:  # a stage line per model: the evaluation is the longest part of training
+            recall = row.get(metric_key("recall", k), float("nan"))
+            stage_logger.info(
+                "recommender: evaluate %s: done in %.1f s (recall_at_%d %.4f)", name, seconds, k, recall
+            )
         logger.info("%s: %s (%.1fs)", name, ", ".join(f"{m} {v:.4f}" for m, v in row.items()), seconds)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"

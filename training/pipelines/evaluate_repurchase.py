@@ -104,10 +104,10 @@ def evaluate_repurchase(
     rfm = RfmLogisticModel().fit(xt, yt[LABEL_PURCHASED_IN_HORIZON])
     scores[RFM_LOGISTIC] = rfm.predict_proba(features).to_numpy()
 
-    for name, cls in ((BGNBD, BgNbdModel), (PARETONBD, ParetoNbdModel)):
-        model = cls().fit(tables.events, as_of=as_of)
+    for name, cls in ((BGNBD, BgNbdModel), (PARETONBD, ParetoNbdModel)):  # on the training sample
+        model = cls().fit(cache.tables.events, as_of=as_of)
         exp = model.expected_purchases(
-            tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=features.index
+            cache.tables.events, as_of=as_of, horizon_days=horizon_days, user_ids=features.index
         )
         expected[name] = exp.to_numpy()
         scores[name] = 1.0 - np.exp(-expected[name])

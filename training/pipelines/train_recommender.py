@@ -11,6 +11,7 @@ is what serving uses to get the ``champion`` back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from features.progress import stage
 from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
@@ -30,6 +32,12 @@ from training.recommender.pyfunc import PYFUNC_CODE_PATH
 from training.registry import RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
 
 logger = logging.getLogger(__name__)
+
+
+def _stage(name: str, show_progress: bool) -> contextlib.AbstractContextManager[dict[str, object]]:
+    """`features.progress.stage` when `show_progress`, else a silent stand-in."""
+    return stage(name) if show_progress else contextlib.nullcontext({})
+
 
 MODEL_ARTIFACT = "model"
 
@@ -74,21 +82,27 @@ def train_recommender(
             tmp_path = Path(tmp)
             if evaluate:
                 cutoff = as_of - pd.Timedelta(days=horizon)
-                evaluation = evaluate_recommender(
-                    tables, as_of=cutoff, horizon_days=horizon, config=config, show_progress=show_progress
-                )
+                with _stage("recommender: evaluate", show_progress) as stage_info:
+                    evaluation = evaluate_recommender(
+                        tables, as_of=cutoff, horizon_days=horizon, config=config, show_progress=show_progress
+                    )
+                    stage_info |= {"models": len(evaluation.table), "users": evaluation.info["n_eval_users"]}
                 for name, row in evaluation.table.iterrows():
                     prefix = "" if name == "full" else f"{name}."
                     metrics.update({f"{prefix}{key}": float(value) for key, value in row.items()})
                 evaluation.table.to_csv(tmp_path / "evaluation.csv")
                 plot_recall_curves(evaluation, tmp_path / "recall_at_k.png")
                 mlflow.log_params({f"eval.{k}": v for k, v in evaluation.info.items() if k != "k"})
-            model = Recommender(config).fit(tables, as_of=as_of, show_progress=show_progress)
-            info = model.info
+            with _stage("recommender: fit", show_progress) as stage_info:
+                model = Recommender(config).fit(tables, as_of=as_of, show_progress=show_progress)
+                info = model.info
+                stage_info |= {"users": info["n_users"], "items": info["n_items"]}
             metrics["fit_seconds"] = float(info["fit_seconds"])
             mlflow.log_params(
                 {f"data.{k}": v for k, v in info.items() if k in ("as_of", "data_start", "data_end")}
             )
+            sample_keys = ("reranker_users", "reranker_population")  # the re-ranker's user sample
+            mlflow.log_params({k: info[k] for k in sample_keys if k in info})
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
             mlflow.log_metrics(
                 {"n_users": info["n_users"], "n_items": info["n_items"], "n_events": info["n_events"]}

@@ -153,7 +153,8 @@ def train_reranker(
     booster
         The trained re-ranker, or None when fewer than 10 users bought in the window.
     info
-        ``reranker_window_start``, ``reranker_users`` and, when trained, ``reranker_rows``,
+        ``reranker_window_start``, ``reranker_users`` (sampled, at most ``max_users``),
+        ``reranker_population`` (users who bought in the window) and, when trained, ``reranker_rows``,
         ``reranker_positive_rate``, ``reranker_candidate_recall``, ``reranker_trees``,
         ``reranker_seconds``.
     """
@@ -163,9 +164,14 @@ def train_reranker(
     state = fit_state(tables, as_of=start, config=config, show_progress=show_progress)
     label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
     rng = np.random.default_rng(rc.seed)
+    population = len(users)  # rows bounded by max_users whatever the store size
     if len(users) > rc.max_users:
         users = np.sort(rng.choice(users, size=rc.max_users, replace=False))
-    info: dict[str, Any] = {"reranker_window_start": str(start), "reranker_users": len(users)}
+    info: dict[str, Any] = {
+        "reranker_window_start": str(start),
+        "reranker_users": len(users),
+        "reranker_population": population,
+    }
     if len(users) < 10:
         logger.warning(
             "re-ranker: only %d users with purchases in [%s, %s); using the blend", len(users), start, as_of

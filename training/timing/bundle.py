@@ -25,10 +25,11 @@ import pandas as pd
 
 from features.schema import LABEL_DAYS_TO_NEXT_PURCHASE, LABEL_NEXT_PURCHASE_OBSERVED
 from features.timing import calc_active_hours
-from training.feature_cache import FeatureCache, data_start, stack_pairs, stack_users
+from training.feature_cache import FeatureCache, stack_pairs, stack_users
 from training.repurchase.cutoffs import STACKED, Recipe, choose_recipe, training_cutoffs, user_folds
 from training.timing.config import TimingConfig
 from training.timing.hazard import HazardModel
+from training.timing.rows import build_hazard_rows
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _fit_stacked_hazard(
     train, calibration = training_cutoffs(
         end,
         horizon_days=timing.horizon_days,
-        data_start=data_start(cache.tables),
+        data_start=cache.data_start,
         config=cache.config.cutoffs,
     )
 
@@ -100,8 +101,16 @@ def _fit_stacked_hazard(
             return stack_users(cache, cutoffs, horizon_days=timing.horizon_days, timing=True)
         return stack_pairs(cache, cutoffs, horizon_days=timing.horizon_days)
 
-    x, y = stack(train)
-    model = HazardModel(timing, level=level).fit(x, y)  # type: ignore[arg-type]
+    model = HazardModel(timing, level=level)  # type: ignore[arg-type]
+    x, y = build_hazard_rows(  # only the persons `fit` keeps (the same rows as the whole stack)
+        cache,
+        train,
+        level=model.level,
+        horizon_days=timing.horizon_days,
+        max_rows=model.max_train_rows,
+        seed=model.lightgbm_config.seed,
+    )
+    model.fit(x, y)
     xc, yc = stack([calibration])
     observed, days = purchase_days(yc)
     tuning: dict[str, float] = {}
@@ -181,7 +190,7 @@ def _fit_hazard(
     recipe = choose_recipe(
         end,
         horizon_days=timing.horizon_days,
-        data_start=data_start(cache.tables),
+        data_start=cache.data_start,
         config=cache.config.cutoffs,
         min_follow_up_days=max(MIN_FOLLOW_UP_DAYS, timing.hit_window_days + 1),
     )
@@ -214,7 +223,7 @@ def fit_timing_bundle(cache: FeatureCache, *, end: pd.Timestamp, with_category: 
     category = _fit_hazard(cache, end=end, level="category")[0] if with_category else None
     stats = cache.stats(end)
     _, store_hour = calc_active_hours(
-        cache.tables.events,
+        cache.store_tables.events,  # store-wide: every user's hours, not only the training sample
         as_of=end,
         user_ids=pd.Index([]),
         hour_window_days=cache.config.timing.hour_window_days,
