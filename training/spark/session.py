@@ -48,23 +48,31 @@ def spark_session(*, master: str | None = None, app_name: str = "rebuy") -> Spar
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    master = master or os.environ.get("REBUY_SPARK_MASTER", DEFAULT_MASTER)
+    # under spark-submit (it starts the JVM and passes its port) the master and the Python of
+    # the executors come from spark-submit's options (README, "Running on a cluster")
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not submitted:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    master = master or os.environ.get("REBUY_SPARK_MASTER") or (None if submitted else DEFAULT_MASTER)
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
+    if not submitted:  # local mode: a few partitions for two cores; a cluster keeps its own setting
+        builder = builder.config("spark.sql.shuffle.partitions", "8")
     try:
         session = (
-            SparkSession.builder.master(master)
-            .appName(app_name)
+            builder.appName(app_name)
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.shuffle.partitions", "8")
+            # pandas writes timestamp[ns] Parquet, which Spark reads only as int64 nanoseconds
+            .config("spark.sql.legacy.parquet.nanosAsLong", "true")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .getOrCreate()
         )
     except Exception as exc:  # py4j and the JVM start-up raise anything: one clear message
         raise SparkUnavailableError(f"cannot start Spark on {master}: {exc} (is Java 17 installed?)") from exc
     session.sparkContext.setLogLevel("WARN")
-    logger.info("spark session on %s (spark %s)", master, session.version)
+    logger.info("spark session on %s (spark %s)", session.sparkContext.master, session.version)
     return session
 
 
