@@ -31,10 +31,10 @@ from pathlib import Path
 from features.sample import SampleConfig, generate_store
 from features.window import default_as_of
 from training.pipelines.refresh import refresh_snapshot
-from training.pipelines.snapshot import build_scoring_features
 from training.pipelines.train_repurchase import train_repurchase
 from training.registry import RegistrySettings
 from training.scoring import load_registered_bundles, score_feature_table
+from training.snapshot import build_scoring_features
 
 TARGET_RATIO = 2.0
 

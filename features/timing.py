@@ -300,6 +300,7 @@ def calc_active_hours(
     user_ids: pd.Index,
     hour_window_days: int,
     min_hour_events: int,
+    store_hour: int | None = None,
 ) -> tuple[pd.Series, int]:
     """Most frequent hour of day (0-23) of logins and purchases per user, and the store-wide one.
 
@@ -313,6 +314,9 @@ def calc_active_hours(
         Days of history read (`TimingConfig.hour_window_days`).
     min_hour_events
         Fewer events than this in the window: the store-wide hour (`TimingConfig.min_hour_events`).
+    store_hour
+        The store-wide hour to fall back on; default the most frequent hour of `events` (pass
+        it when `events` holds only some users, whose hour is not the store's).
 
     Returns
     -------
@@ -329,9 +333,10 @@ def calc_active_hours(
     )
     index = pd.Index(user_ids, name=USER_ID)
     hours = (t[keep] % DAY_NS) // (3600 * 10**9)
+    if store_hour is None:
+        store_hour = int(np.bincount(hours, minlength=24).argmax()) if len(hours) else 12
     if len(hours) == 0:
-        return pd.Series(12, index=index, dtype="int64", name=ACTIVE_HOUR), 12
-    store_hour = int(np.bincount(hours, minlength=24).argmax())
+        return pd.Series(store_hour, index=index, dtype="int64", name=ACTIVE_HOUR), store_hour
     codes = index.get_indexer(hist[USER_ID].to_numpy()[keep])
     ok = codes >= 0
     counts = np.zeros((len(index), 24), dtype=np.int64)

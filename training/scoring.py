@@ -27,6 +27,7 @@ from features.schema import AS_OF, CATEGORY, FEATURE_SEGMENT, FEATURE_TENURE_DAY
 from features.timing import ACTIVE_HOUR, DUE_USER_FEATURES, join_pair_features
 from training.recommender import Recommender
 from training.registry import CHAMPION, RECOMMENDER_MODEL, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings
+from training.repurchase.btyd_features import BGNBD_EXPECTED, BTYD_FEATURES, PARETONBD_EXPECTED
 from training.repurchase.bundle import RepurchaseBundle
 from training.repurchase.explain import explain_rows
 from training.repurchase.model import PurchaseCountModel, RepurchaseModel
@@ -181,6 +182,43 @@ def score_feature_table(
     return out
 
 
+def score_pair_table(
+    pairs: pd.DataFrame, *, timing: TimingBundle, as_of: pd.Timestamp, hours: np.ndarray
+) -> pd.DataFrame:
+    """Next purchase date and reminder of every user x category row (the category timing model).
+
+    Parameters
+    ----------
+    pairs
+        Index (``user_id``, ``category``); user features joined to the pair features
+        (`features.timing.join_pair_features`), as of `as_of`.
+    timing
+        Bundle with a category model.
+    hours
+        int64 hour of day of each row's reminder.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index of `pairs`; ``next_purchase_date`` and ``reminder_at`` (datetime64[ns]).
+    """
+    model = timing.category
+    if model is None:
+        raise InvalidInputError("score_pair_table: the timing bundle has no user x category model")
+    probs = model.predict_bins(pairs)
+    days = model.days_from_bins(probs)
+    reminder_day = model.reminder_days(model.anchor_days(probs))
+    return pd.DataFrame(
+        {
+            NEXT_PURCHASE_DATE: (as_of.value + np.round(days * 86_400) * 10**9)
+            .astype("int64")
+            .astype("datetime64[ns]"),
+            REMINDER_AT: reminder_timestamps(as_of, reminder_day, hours),
+        },
+        index=pairs.index,
+    )
+
+
 def cold_start_features(template: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """One feature row of a user who signed up at `as_of` and did nothing (the unknown-id fallback)."""
     row: dict[str, object] = {}
@@ -201,6 +239,8 @@ def cold_start_features(template: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataF
         frame[ACTIVE_HOUR] = -1
     for col in DUE_USER_FEATURES:  # nothing bought: no category is due
         frame[col] = np.nan
+    for col in (c for c in BTYD_FEATURES if c in template.columns):  # as build_btyd_features: no purchase
+        frame[col] = 0.0 if col in (BGNBD_EXPECTED, PARETONBD_EXPECTED) else np.nan
     return frame
 
 
@@ -268,21 +308,9 @@ class CampaignScorer:
     def _score_pairs(self) -> pd.DataFrame | None:
         if self.timing is None or self.timing.category is None or self.pairs is None or self.pairs.empty:
             return None
-        model = self.timing.category
-        probs = model.predict_bins(self.pairs)
-        days = model.days_from_bins(probs)
-        reminder_day = model.reminder_days(model.anchor_days(probs))
         hours = self.scores_[REMINDER_AT].reindex(self.pairs.index.get_level_values(USER_ID)).dt.hour
         hours = hours.fillna(self.timing.store_hour).to_numpy("int64")
-        return pd.DataFrame(
-            {
-                NEXT_PURCHASE_DATE: (self.as_of.value + np.round(days * 86_400) * 10**9)
-                .astype("int64")
-                .astype("datetime64[ns]"),
-                REMINDER_AT: reminder_timestamps(self.as_of, reminder_day, hours),
-            },
-            index=self.pairs.index,
-        )
+        return score_pair_table(self.pairs, timing=self.timing, as_of=self.as_of, hours=hours)
 
     @functools.cached_property
     def known_categories(self) -> frozenset[str]:

@@ -29,13 +29,15 @@ def build_snapshot(
     as_of: pd.Timestamp,
     with_pairs: bool = True,
     horizon_days: int | None = None,
+    store_hour: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """User features as of `as_of` with ``active_hour`` and the due features, and the user x category features.
 
     With ``config.btyd_features`` the user table also holds the BTYD forecasts for the
     repurchase horizon (`horizon_days`, default ``config.horizon_days``; the models fitted on
     the events before `as_of`), which the repurchase models of such a config read as features
-    and offsets at scoring time.
+    and offsets at scoring time. `store_hour`: the fallback reminder hour when the cache holds
+    only some users (`features.timing.calc_active_hours`).
 
     Returns
     -------
@@ -53,6 +55,7 @@ def build_snapshot(
         user_ids=users.index,
         hour_window_days=cache.config.timing.hour_window_days,
         min_hour_events=cache.config.timing.min_hour_events,
+        store_hour=store_hour,
     )
     users[ACTIVE_HOUR] = hours.to_numpy()
     return users, cache.pairs(as_of) if with_pairs else None

@@ -12,7 +12,7 @@ Layout under ``REBUY_HOME``::
             scores.parquet                  # user_id, segment, risk_band (what the next refresh diffs)
             lineage.json                    # models (name -> version), as_of, data window, created_at
 
-`training.pipelines.snapshot.save_snapshot` writes the first four files, so a refreshed folder
+`training.snapshot.save_snapshot` writes the first four files, so a refreshed folder
 reads exactly like the ``snapshot/`` folder stored with a bundle. `current.json` is replaced
 atomically (write, then rename), so a reader sees the previous pointer or the new one.
 """
@@ -120,7 +120,7 @@ HISTORY_FOLDER = "history"
 
 
 def read_history(path: Path) -> StoreTables | None:
-    """The history a snapshot folder keeps (``history/``, `training.pipelines.snapshot.history_tables`).
+    """The history a snapshot folder keeps (``history/``, `training.snapshot.history_tables`).
 
     The tables were validated when the snapshot was written, so they are only cast to the
     in-memory dtypes. None when the folder has none (a snapshot written before it was kept).

@@ -11,10 +11,10 @@ from features.errors import InvalidInputError
 from features.sample import SampleConfig, generate_store
 from features.window import default_as_of
 from training.feature_cache import FeatureCache
-from training.pipelines.snapshot import build_snapshot, save_snapshot
 from training.repurchase.bundle import RepurchaseBundle, fit_repurchase_bundle
 from training.repurchase.config import load_repurchase_config
 from training.scoring import SCORE_DTYPES, TIMING_DTYPES, CampaignScorer, score_feature_table
+from training.snapshot import build_snapshot, save_snapshot
 from training.timing.bundle import TimingBundle, fit_timing_bundle
 
 

@@ -10,7 +10,7 @@ import pandas.testing as pdt
 from features.load import write_store
 from features.sample import SampleConfig, generate_store
 from features.schema import SIGNUP_TS, TS, USER_ID
-from training.pipelines.snapshot import history_tables
+from training.snapshot import history_tables
 from training.snapshot_store import HISTORY_FOLDER, read_history
 
 

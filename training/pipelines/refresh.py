@@ -2,7 +2,7 @@
 
 `refresh_snapshot` is what ``rebuy refresh`` runs between weekly retrains. It fits nothing: it
 loads the champion repurchase and timing bundles (their configs and fitted models), rebuilds the
-snapshot they are served with (`training.pipelines.snapshot.build_snapshot`, the code training
+snapshot they are served with (`training.snapshot.build_snapshot`, the code training
 used) as of a new cut-off, scores it once for the change report, and stores it with its lineage
 (which champion versions, the data window, ``as_of``) under ``REBUY_HOME/snapshots``
 (`training.snapshot_store`). Every server worker picks it up at its next registry check (see
@@ -17,20 +17,23 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from features.build_stats import StoreStats
 from features.errors import InvalidInputError
 from features.load import load_store
 from features.schema import AS_OF, FEATURE_SEGMENT, TS, USER_ID, StoreTables
 from features.window import check_as_of, default_as_of
 from training.feature_cache import FeatureCache
-from training.pipelines.snapshot import build_snapshot, save_snapshot
 from training.registry import CHAMPION, REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, get_alias_version
 from training.repurchase.bundle import RepurchaseBundle
+from training.repurchase.config import RepurchaseConfig
 from training.scoring import RISK_BAND, registered_model_dir, score_feature_table
+from training.snapshot import build_snapshot, save_snapshot
 from training.snapshot_store import (
     CREATED_AT,
     MODELS,
@@ -44,6 +47,10 @@ from training.snapshot_store import (
 
 logger = logging.getLogger(__name__)
 
+SnapshotBuilder = Callable[
+    [RepurchaseConfig, pd.Timestamp, int], tuple[pd.DataFrame, pd.DataFrame, StoreStats]
+]
+"""``(config, as_of, horizon_days) -> (users, pairs, stats)``: what `build_snapshot` and `FeatureCache.stats` give."""
 KEEP_SNAPSHOTS = 7
 """Refreshed folders kept (the newest); older ones are removed after a successful refresh."""
 FROM = "from"
@@ -78,6 +85,7 @@ def refresh_snapshot(
     as_of: pd.Timestamp | None = None,
     alias: str = CHAMPION,
     now: pd.Timestamp | None = None,
+    builder: SnapshotBuilder | None = None,
 ) -> RefreshResult:
     """Recompute and store the served feature snapshot with the `alias` models, without fitting.
 
@@ -93,6 +101,10 @@ def refresh_snapshot(
         Registry alias whose repurchase and timing versions are used (and recorded).
     now
         Creation time recorded in the lineage (naive UTC; default the current time).
+    builder
+        Builds the snapshot frames instead of `build_snapshot` on `data`: ``(config, as_of,
+        horizon_days) -> (users, pairs, stats)`` (``rebuy refresh --engine spark``:
+        `training.spark.jobs.spark_snapshot_builder`); `data` still gives the history and lineage.
 
     Returns
     -------
@@ -126,10 +138,13 @@ def refresh_snapshot(
     # the snapshot needs the repurchase config only (its timing section included); the timing
     # version is recorded so that the service serves the snapshot with the set it was built for
     lap("models")
-    cache = FeatureCache(tables, repurchase.config)
-    users, pairs = build_snapshot(cache, as_of=cutoff, horizon_days=repurchase.horizon_days)
-    assert pairs is not None
-    stats = cache.stats(cutoff)
+    if builder is None:
+        cache = FeatureCache(tables, repurchase.config)
+        users, pairs = build_snapshot(cache, as_of=cutoff, horizon_days=repurchase.horizon_days)
+        assert pairs is not None
+        stats = cache.stats(cutoff)
+    else:
+        users, pairs, stats = builder(repurchase.config, cutoff, repurchase.horizon_days)
     lap("features")
     scores = _bands(users, repurchase=repurchase, as_of=cutoff)
     previous_as_of, previous = _previous_scores(settings.home, repurchase_dir, repurchase=repurchase)

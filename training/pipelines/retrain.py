@@ -53,7 +53,6 @@ from training.pipelines.promotion import (
     decide,
 )
 from training.pipelines.report import REPORT_DIR, fetch_run_plots, write_retrain_report
-from training.pipelines.snapshot import build_snapshot
 from training.pipelines.train_recommender import train_recommender
 from training.pipelines.train_repurchase import train_repurchase
 from training.recommender import RecommenderConfig, load_recommender_config
@@ -65,6 +64,7 @@ from training.registry import (
     setup_mlflow,
 )
 from training.repurchase.config import RepurchaseConfig, load_repurchase_config
+from training.snapshot import build_snapshot
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -9,7 +9,9 @@ models-from-code with `training/campaign_model.py`) whose models it registers un
 `training.registry.REPURCHASE_MODEL` and `training.registry.TIMING_MODEL`. An evaluation window
 the history cannot hold out is skipped (``RecipeEvaluation.skipped``, the reason logged) and never
 blocks the refit; the recipe of each model and why is printed, logged (``recipe.<model>`` params and
-tags) and kept in the bundle windows.
+tags) and kept in the bundle windows. With ``config.pick_recipe`` the repurchase and value models
+take the ``btyd`` recipe (Pareto/NBD's forecast) where Pareto/NBD beats LightGBM on the held-out
+figures (`training.repurchase.recipe_choice.choose_btyd`); evaluations never pick.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ from training.feature_cache import FeatureCache, data_start
 from training.pipelines.evaluate_repurchase import RepurchaseEvaluation, evaluate_repurchase
 from training.pipelines.evaluate_timing import TimingEvaluation, evaluate_timing
 from training.pipelines.plots import plot_evaluation
-from training.pipelines.snapshot import build_snapshot, save_snapshot
 from training.registry import REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, register_version, setup_mlflow
+from training.repurchase.btyd_recipe import with_btyd_forecasts
 from training.repurchase.bundle import RepurchaseBundle, fit_repurchase_bundle
 from training.repurchase.config import RepurchaseConfig
 from training.repurchase.policy import validate_policy
+from training.repurchase.recipe_choice import choose_btyd
+from training.sampling import UserSample, training_cache
+from training.snapshot import build_snapshot, save_snapshot
 from training.timing.bundle import TimingBundle, fit_timing_bundle
 
 logger = logging.getLogger(__name__)
@@ -94,6 +99,7 @@ def evaluate_recipe(
     horizon_days: int,
     config: RepurchaseConfig,
     cache: FeatureCache | None = None,
+    show_progress: bool = False,
 ) -> RecipeEvaluation:
     """Evaluate a config on the latest windows before `as_of`, as `train_repurchase` does.
 
@@ -107,21 +113,28 @@ def evaluate_recipe(
 
     A window the history cannot hold out (not even the short-history recipe fits before it) is
     skipped: its evaluation is None, its metrics are absent and ``skipped`` says why.
+
+    Without `cache` the features are built for the training sample of `config`
+    (`training.sampling.training_cache`), as `train_repurchase` does. `show_progress` reports
+    both evaluations as `features.progress.stage` lines.
     """
-    cache = cache or FeatureCache(tables, config)
+    if cache is None:  # the training sample of the config, as `train_repurchase` fits on
+        cache, _ = training_cache(FeatureCache(tables, config), as_of=as_of)
     skipped: dict[str, str] = {}
     rep_eval: RepurchaseEvaluation | None = None
     tim_eval: TimingEvaluation | None = None
     rep_as_of = as_of - pd.Timedelta(days=horizon_days)
     try:
-        rep_eval = evaluate_repurchase(
-            tables, as_of=rep_as_of, horizon_days=horizon_days, config=config, cache=cache
-        )
+        with _stage("repurchase: evaluate repurchase", show_progress):
+            rep_eval = evaluate_repurchase(
+                tables, as_of=rep_as_of, horizon_days=horizon_days, config=config, cache=cache
+            )
     except InvalidInputError as exc:
         skipped["repurchase"] = f"window [{rep_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
     tim_as_of = as_of - pd.Timedelta(days=config.timing.horizon_days)
     try:
-        tim_eval = evaluate_timing(tables, as_of=tim_as_of, config=config, cache=cache)
+        with _stage("repurchase: evaluate timing", show_progress):
+            tim_eval = evaluate_timing(tables, as_of=tim_as_of, config=config, cache=cache)
     except InvalidInputError as exc:
         skipped["timing"] = f"window [{tim_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
     for what, why in skipped.items():
@@ -144,6 +157,20 @@ def evaluate_recipe(
         metrics["timing_category_eval_buyers"] = float(tim_eval.n_pair_buyers)
         metrics["timing_category_predicted_buy_rate"] = tim_eval.pair_buy_probability
     return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval, skipped=skipped)
+
+
+def _sample_note(sample: UserSample) -> str:
+    """``all 20,000 users`` or ``50,000 of 200,000 users`` (the stage line of the features)."""
+    if sample.is_everyone:
+        return f"all {sample.population:,} users"
+    return f"{len(sample.user_ids):,} of {sample.population:,} users"
+
+
+def _log_sample(params: dict[str, str]) -> None:
+    """`mlflow.log_params` of the active run (imported late, as the rest of this module does)."""
+    import mlflow
+
+    mlflow.log_params(params)
 
 
 def _pip_requirements() -> list[str]:
@@ -347,21 +374,41 @@ def train_repurchase(
         users, pairs = build_snapshot(cache, as_of=as_of, horizon_days=horizon_days)
         assert pairs is not None
         stats = cache.stats(as_of)
-        info |= {"users": len(users), "pairs": len(pairs)}
+        train_cache, sample = training_cache(cache, as_of=as_of)
+        info |= {"users": len(users), "pairs": len(pairs), "training sample": _sample_note(sample)}
     with _stage("repurchase: evaluate", show_progress) as info:
         evaluation = evaluate_recipe(
-            tables, as_of=as_of, horizon_days=horizon_days, config=config, cache=cache
+            tables,
+            as_of=as_of,
+            horizon_days=horizon_days,
+            config=config,
+            cache=train_cache,
+            show_progress=show_progress,
         )
         info["roc_auc"] = f"{evaluation.metrics.get('lightgbm.roc_auc', float('nan')):.4f}"
         if evaluation.skipped:
             info["skipped"] = ", ".join(sorted(evaluation.skipped))
     with _stage("repurchase: fit repurchase", show_progress) as info:
-        repurchase = fit_repurchase_bundle(cache, end=as_of, horizon_days=horizon_days, with_churn=True)
+        rep_eval = evaluation.repurchase
+        choice = (
+            choose_btyd(
+                evaluation.metrics,
+                held_out=None if rep_eval is None else (rep_eval.as_of, as_of),
+                skipped=evaluation.skipped.get("repurchase"),
+            )
+            if config.pick_recipe
+            else None
+        )
+        repurchase = fit_repurchase_bundle(
+            train_cache, end=as_of, horizon_days=horizon_days, with_churn=True, choice=choice
+        )
+        if repurchase.config.btyd_features:  # the forecasts the btyd models read, in the snapshot
+            users = with_btyd_forecasts(users, tables.events, as_of=as_of, horizon_days=horizon_days)
         info["rows"] = repurchase.window["train_rows"]
         recipes = repurchase.window["recipes"]
         info["recipe"] = f"{recipes['repurchase']['recipe']}, churn {recipes['churn']['recipe']}"
     with _stage("repurchase: fit timing", show_progress) as info:
-        timing = fit_timing_bundle(cache, end=as_of, with_category=True)
+        timing = fit_timing_bundle(train_cache, end=as_of, with_category=True)
         info["recipe"] = timing.window["recipes"]["timing"]["recipe"]
     recipes = _recipes(repurchase, timing)
     for model, recipe in recipes.items():
@@ -372,7 +419,13 @@ def train_repurchase(
         tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp,
     ):
         root = Path(tmp)
-        window = {"as_of": str(as_of), "data_start": str(data_start(tables)), "horizon_days": horizon_days}
+        window = {
+            "as_of": str(as_of),
+            "data_start": str(data_start(tables)),
+            "horizon_days": horizon_days,
+            "train_users": len(sample.user_ids),
+            "train_population": sample.population,
+        }
         repurchase.window |= window
         timing.window |= window
         rep_dir, tim_dir = _save_bundles(
@@ -388,6 +441,7 @@ def train_repurchase(
         with _mlflow_run(settings, as_of=as_of) as run:
             _log_evaluation(evaluation, config=config, config_path=config_path, as_of=as_of)
             _log_recipes(recipes)
+            _log_sample(sample.params())
             rep_info, tim_info = _log_models(rep_dir, tim_dir)
             run_id = run.info.run_id
         tags = {"as_of": str(as_of), "run_id": run_id}
