@@ -45,6 +45,8 @@ run: $(STAMP)
 	echo "  curl -s localhost:$(PORT)/similar_items -H '$$J' -H 'Authorization: Bearer $$STOREFRONT' -d '{\"item_id\": \"i0001\", \"kind\": \"complement\"}'"; \
 	echo "  curl -s localhost:$(PORT)/churn_scores -H '$$J' -H 'Authorization: Bearer $$CAMPAIGN' -d '{\"user_ids\": [\"u000042\", \"u000043\"]}'"; \
 	echo "  curl -s localhost:$(PORT)/reminder_timing -H '$$J' -H 'Authorization: Bearer $$CAMPAIGN' -d '{\"user_ids\": [\"u000042\"]}'"; \
+	echo "  curl -s localhost:$(PORT)/campaign_plan -H '$$J' -H 'Authorization: Bearer $$CAMPAIGN' -d '{\"user_ids\": [\"u000042\", \"u000043\"], \"days\": 14}'"; \
+	echo "  curl -s localhost:$(PORT)/come_back_page -H '$$J' -H 'Authorization: Bearer $$STOREFRONT' -d '{\"user_id\": \"u000042\", \"k\": 5}'"; \
 	echo "  curl -s localhost:$(PORT)/model_info -H 'Authorization: Bearer $$ADMIN'"; \
 	echo "API keys: $(BIN)/rebuy keys create NAME --scope storefront|campaign|admin (list, revoke NAME)"; \
 	echo "runs, metrics, plots and registered models in the MLflow UI (another terminal; then http://127.0.0.1:5000):"; \

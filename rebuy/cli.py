@@ -55,7 +55,7 @@ err_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
 
 
-MLFLOW_COMMANDS = frozenset({"train", "retrain", "evaluate", "score", "plan", "refresh"})
+MLFLOW_COMMANDS = frozenset({"train", "retrain", "evaluate", "score", "plan", "refresh", "recommend-all"})
 """Commands that use MLflow: it is imported before logging is set up, so its prints can be silenced."""
 
 
@@ -170,6 +170,51 @@ def _check_history(
     from training.history_check import check_training_history
 
     check_training_history(tables, as_of=as_of, horizon_days=horizon_days, config=config)
+
+
+ENGINE_HELP = (
+    "pandas (this machine) or spark (rebuy[spark]; Spark master from REBUY_SPARK_MASTER, default local[2]; "
+    "--data and --out may be URIs such as s3a://..., --out is written as a folder partitioned by user_bucket)."
+)
+
+
+def _engine(value: str) -> str:
+    from training.spark.session import ENGINES
+
+    if value not in ENGINES:
+        raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {value!r}")
+    return value
+
+
+def _run_spark(
+    job: str, *, data: Path, out: Path, as_of: pd.Timestamp | None, horizon: int | None = None
+) -> None:
+    """``rebuy features`` / ``rebuy score`` with ``--engine spark`` (`training.spark.jobs`) and its summary."""
+    from training.spark.jobs import run_features_job, run_score_job
+
+    try:
+        with stage(f"{job} on spark"):
+            if job == "features":
+                result = run_features_job(data, out, as_of=as_of)
+            else:
+                from training.registry import RegistrySettings
+
+                result = run_score_job(
+                    data, out, settings=RegistrySettings.from_env(), as_of=as_of, horizon_days=horizon
+                )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"[green]{result.n_rows:,} users ({result.n_columns} columns) as of {result.as_of:%Y-%m-%d} written to "
+        f"{result.out}[/] (Parquet partitioned by user_bucket) in {result.seconds['total']:.1f}s",
+        soft_wrap=True,
+    )
+    if result.rows_quarantined:
+        console.print(
+            f"[yellow]{result.rows_quarantined:,} invalid rows were left out (see `rebuy validate`)[/]"
+        )
+    for col, counts in result.counts.items():
+        console.print(f"{col}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
 @app.command()
@@ -315,11 +360,14 @@ def features(
             help="Cut-off YYYY-MM-DD; only events before it are used (default: the day after the last event)."
         ),
     ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "pandas",
 ) -> None:
     """Build point-in-time user features as of a cut-off date."""
     from features.build_training import build_feature_table
 
     cutoff = _parse_day(as_of, "--as-of")
+    if _engine(engine) == "spark":
+        return _run_spark("features", data=data, out=out, as_of=cutoff)
     started = time.perf_counter()
     try:
         result = _load_with_stage(data)
@@ -933,6 +981,7 @@ def refresh(
     as_of: Annotated[
         str | None, typer.Option(help="Cut-off YYYY-MM-DD (default: the day after the last event).")
     ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "pandas",
 ) -> None:
     """Recompute the served feature snapshot with the champion models (no fitting); servers switch to it."""
     from training.pipelines.refresh import refresh_snapshot
@@ -940,9 +989,14 @@ def refresh(
 
     settings = RegistrySettings.from_env()
     cutoff = _parse_day(as_of, "--as-of")
+    builder = None
+    if _engine(engine) == "spark":  # features on Spark; the snapshot and its history stay on this machine
+        from training.spark.jobs import spark_snapshot_builder
+
+        builder = spark_snapshot_builder(data)
     try:
         with stage("refresh"):
-            result = refresh_snapshot(data, settings=settings, as_of=cutoff)
+            result = refresh_snapshot(data, settings=settings, as_of=cutoff, builder=builder)
     except RebuyError as exc:
         raise _fail(f"{exc}\nthe served snapshot is unchanged") from exc
     before = "-" if result.previous_as_of is None else f"{result.previous_as_of:%Y-%m-%d}"
@@ -983,12 +1037,15 @@ def score(
         int | None,
         typer.Option(min=1, help="Horizon in days; must match the champion's (default: the champion's)."),
     ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "pandas",
 ) -> None:
     """Score every user with the champion repurchase and timing models (offline campaign path)."""
-    from training.pipelines.snapshot import build_scoring_features
     from training.registry import RegistrySettings
     from training.scoring import load_registered_bundles, score_feature_table
+    from training.snapshot import build_scoring_features
 
+    if _engine(engine) == "spark":
+        return _run_spark("score", data=data, out=out, as_of=_parse_day(as_of, "--as-of"), horizon=horizon)
     started = time.perf_counter()
     try:
         tables, cutoff, _ = _load_for_repurchase(data, as_of)
@@ -1016,3 +1073,31 @@ def score(
     console.print(
         "actions: " + ", ".join(f"{k} {v:,}" for k, v in scores["suggested_action"].value_counts().items())
     )
+
+
+@app.command("recommend-all")
+def recommend_all_command(
+    data: Annotated[str, typer.Option(help="Store folder (with --engine spark: any URI Spark reads).")],
+    k: Annotated[int, typer.Option(min=1, max=100, help="Items per user.")],
+    out: Annotated[str, typer.Option(help="Output folder: Parquet partitioned by user_bucket (replaced).")],
+    engine: Annotated[
+        str, typer.Option(help="pandas (this machine) or spark (rebuy[spark]; master REBUY_SPARK_MASTER).")
+    ] = "pandas",
+) -> None:
+    """Top-k recommendations with reasons for every user of the store, from the champion recommender."""
+    from training.pipelines.recommend_all import run_recommend_all
+    from training.registry import RegistrySettings
+
+    try:
+        result = run_recommend_all(
+            data, k=k, out=out, engine=engine, settings=RegistrySettings.from_env(), show_progress=True
+        )
+    except RebuyError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"[green]{result.n_users:,} users x top-{result.k} ({result.n_rows:,} rows) from recommender "
+        f"v{result.model_version} (trained as of {result.model_as_of:%Y-%m-%d}) written to {result.out}[/] "
+        f"with {result.engine} in {result.seconds['total']:.1f}s ({result.users_per_second:,.0f} users/s)",
+        soft_wrap=True,
+    )
+    console.print(f"{result.n_fallback_users:,} users answered by the cold start only", soft_wrap=True)
