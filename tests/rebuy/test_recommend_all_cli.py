@@ -30,6 +30,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # trains a champion; the library tests check the lists themselves
 def test_recommend_all_writes_the_champions_lists_of_every_user(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"

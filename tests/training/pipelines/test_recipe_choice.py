@@ -105,6 +105,7 @@ def test_served_scores_are_pareto_nbd_forecasts(picked: Trained) -> None:
     pd.testing.assert_frame_equal(fresh.set_index("user_id").loc[users].reset_index(), scores)
 
 
+@pytest.mark.heavy  # a second training run; the switch only skips the choice tested above
 def test_pick_recipe_false_keeps_lightgbm(store: StoreTables, tmp_path: Path) -> None:
     off = _train(store, tmp_path, WEAK.model_copy(update={"pick_recipe": False}))
     assert off.result.recipes["repurchase"].startswith("stacked: ")
