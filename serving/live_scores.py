@@ -34,7 +34,6 @@ from features.feedback import CHALLENGER_VARIANT
 from features.schema import (
     CATEGORY,
     EVENT_TYPE,
-    FEATURE_SEGMENT,
     ITEM_ID,
     ORDER_ID,
     PRICE,
@@ -43,20 +42,13 @@ from features.schema import (
     USER_ID,
 )
 from serving.live import LiveEvents
-from serving.models import REASON_SEPARATOR, ServingModels
+from serving.models import ServingModels, churn_score_fields
 from serving.schemas import ChurnResponse, ReminderResponse
 from serving.state import ServingState
 from training.live_rescore import LiveRescorer, LiveScores
 from training.scoring import (
-    CHURN_PROBABILITY,
-    EXPECTED_PURCHASES,
-    EXPECTED_SPEND,
     NEXT_PURCHASE_DATE,
     REMINDER_AT,
-    REPURCHASE_PROBABILITY,
-    RISK_BAND,
-    SUGGESTED_ACTION,
-    TOP_REASONS,
     CampaignScorer,
 )
 
@@ -239,34 +231,7 @@ def _answer_fields(rescored: LiveScores) -> tuple[dict[str, Fields], dict[str, P
     """Per user the `ChurnScore` fields of the recomputed score row (as
     `serving.models.ServingModels.churn_scores` writes them), and per user the pair dates (as
     `ServingModels.reminder_timing` writes them)."""
-    scores = rescored.scores
-    days = scores[NEXT_PURCHASE_DATE].dt.date.to_numpy(dtype=object)
-    fields: dict[str, Fields] = {
-        uid: {
-            "churn_probability": float(churn),
-            "repurchase_probability": float(rep),
-            "expected_purchases": float(n),
-            "expected_spend": float(spend),
-            "risk_band": band,
-            "segment": segment,
-            "top_reasons": reasons.split(REASON_SEPARATOR) if reasons else [],
-            "suggested_action": action,
-            "next_purchase_date": None if pd.isna(day) else day,
-        }
-        for uid, churn, rep, n, spend, band, segment, reasons, action, day in zip(
-            scores[USER_ID].tolist(),
-            scores[CHURN_PROBABILITY].tolist(),
-            scores[REPURCHASE_PROBABILITY].tolist(),
-            scores[EXPECTED_PURCHASES].tolist(),
-            scores[EXPECTED_SPEND].tolist(),
-            scores[RISK_BAND].tolist(),
-            scores[FEATURE_SEGMENT].tolist(),
-            scores[TOP_REASONS].tolist(),
-            scores[SUGGESTED_ACTION].tolist(),
-            days,
-            strict=True,
-        )
-    }
+    fields: dict[str, Fields] = churn_score_fields(rescored.scores)
     frame = rescored.pairs
     next_days = frame[NEXT_PURCHASE_DATE].to_numpy("datetime64[ns]").astype("datetime64[D]").tolist()
     at = frame[REMINDER_AT].to_numpy("datetime64[ns]").astype("datetime64[us]").tolist()

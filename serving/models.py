@@ -277,34 +277,9 @@ class ServingModels:
         scores = self.scorer.score(list(user_ids))
         known = scores[IS_KNOWN].to_numpy()
         rows = scores.loc[known]
-        next_dates = rows[NEXT_PURCHASE_DATE].dt.date.to_numpy(dtype=object)
         out = [
-            ChurnScore.model_construct(
-                user_id=uid,
-                churn_probability=float(churn),
-                repurchase_probability=float(rep),
-                expected_purchases=float(n),
-                expected_spend=float(spend),
-                risk_band=band,
-                segment=segment,
-                top_reasons=reasons.split(REASON_SEPARATOR) if reasons else [],
-                suggested_action=action,
-                next_purchase_date=None if pd.isna(day) else day,
-                variant=variant,
-            )
-            for uid, churn, rep, n, spend, band, segment, reasons, action, day in zip(
-                rows[USER_ID].tolist(),
-                rows[CHURN_PROBABILITY].tolist(),
-                rows[REPURCHASE_PROBABILITY].tolist(),
-                rows[EXPECTED_PURCHASES].tolist(),
-                rows[EXPECTED_SPEND].tolist(),
-                rows[RISK_BAND].tolist(),
-                rows[FEATURE_SEGMENT].tolist(),
-                rows[TOP_REASONS].tolist(),
-                rows[SUGGESTED_ACTION].tolist(),
-                next_dates,
-                strict=True,
-            )
+            ChurnScore.model_construct(user_id=uid, **fields, variant=variant)
+            for uid, fields in churn_score_fields(rows).items()
         ]
         unknown = list(dict.fromkeys(scores.loc[~known, USER_ID].tolist()))
         return ChurnResponse.model_construct(
@@ -390,6 +365,38 @@ class ServingModels:
             ):
                 out[i] = live.get((uid, cat), [])
         return out
+
+
+def churn_score_fields(rows: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Per user of score rows (`training.scoring.SCORE_DTYPES`), the `ChurnScore` fields but
+    ``user_id`` and ``variant``: one conversion for the snapshot's rows and the live ones."""
+    next_dates = rows[NEXT_PURCHASE_DATE].dt.date.to_numpy(dtype=object)
+    return {
+        uid: {
+            "churn_probability": float(churn),
+            "repurchase_probability": float(rep),
+            "expected_purchases": float(n),
+            "expected_spend": float(spend),
+            "risk_band": band,
+            "segment": segment,
+            "top_reasons": reasons.split(REASON_SEPARATOR) if reasons else [],
+            "suggested_action": action,
+            "next_purchase_date": None if pd.isna(day) else day,
+        }
+        for uid, churn, rep, n, spend, band, segment, reasons, action, day in zip(
+            rows[USER_ID].tolist(),
+            rows[CHURN_PROBABILITY].tolist(),
+            rows[REPURCHASE_PROBABILITY].tolist(),
+            rows[EXPECTED_PURCHASES].tolist(),
+            rows[EXPECTED_SPEND].tolist(),
+            rows[RISK_BAND].tolist(),
+            rows[FEATURE_SEGMENT].tolist(),
+            rows[TOP_REASONS].tolist(),
+            rows[SUGGESTED_ACTION].tolist(),
+            next_dates,
+            strict=True,
+        )
+    }
 
 
 def _items(frame: pd.DataFrame) -> list[RecommendedItem]:
