@@ -13,11 +13,13 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype, is_string_dtype
 
 from features.errors import InvalidInputError
 
 UNKNOWN_IDX = -1
 """Index returned for an id that is not in the map."""
+_FACTORIZE_FROM = 1000  # longer object arrays of str are factorized by `IdMap.to_idx`
 
 
 class IdMap:
@@ -84,13 +86,31 @@ class IdMap:
         return self._ids
 
     def to_idx(self, ids: Sequence[object] | pd.Series | np.ndarray) -> np.ndarray:
-        """int64 index of each id; ``UNKNOWN_IDX`` (-1) for ids not in the map or missing."""
+        """int64 index of each id; ``UNKNOWN_IDX`` (-1) for ids not in the map or missing.
+
+        Many string ids (an events column) are factorized first, so each distinct id is looked up
+        once: several times faster on millions of rows, with the same result.
+        """
+        if isinstance(ids, pd.Series | pd.Index) and ids.dtype != object and is_string_dtype(ids.dtype):
+            codes, uniques = pd.factorize(ids)
+            return self._positions(codes, np.asarray(uniques, dtype=object))
         values = np.asarray(ids, dtype=object)
+        if len(values) > _FACTORIZE_FROM and infer_dtype(values, skipna=True) == "string":
+            codes, uniques = pd.factorize(values)
+            return self._positions(codes, np.asarray(uniques, dtype=object))
         present = pd.notna(values)
         if present.all():
             return self._index.get_indexer(values.astype(str)).astype(np.int64)
         out = np.full(len(values), UNKNOWN_IDX, dtype=np.int64)
         out[present] = self._index.get_indexer(values[present].astype(str))
+        return out
+
+    def _positions(self, codes: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+        """Index of each row from `pd.factorize` codes (-1: missing) and its unique str values."""
+        found = self._index.get_indexer(uniques).astype(np.int64)
+        out = np.full(len(codes), UNKNOWN_IDX, dtype=np.int64)
+        ok = codes >= 0
+        out[ok] = found[codes[ok]]
         return out
 
     def to_ids(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -60,3 +60,15 @@ def test_from_values_keeps_distinct_present_values_and_round_trips_through_a_lis
     assert IdMap(ids.to_list()) == ids
     assert ids != IdMap(["a"])
     assert len(IdMap.from_values([])) == 0
+
+
+def test_long_columns_map_exactly_as_one_lookup_per_id() -> None:
+    ids = IdMap([f"u{i}" for i in range(50)])
+    rng = np.random.default_rng(3)
+    raw = [f"u{i}" for i in rng.integers(0, 80, size=5000)]  # u50..u79 are unknown
+    raw[7], raw[11] = None, np.nan  # missing ids
+    expected = np.array([ids.to_idx([v])[0] if isinstance(v, str) else UNKNOWN_IDX for v in raw])
+    assert (ids.to_idx(np.asarray(raw, dtype=object)) == expected).all()
+    assert (ids.to_idx(pd.Series(raw, dtype="string")) == expected).all()  # string dtype, NA kept
+    mixed = [*raw[:3000], 42, *raw[3000:]]  # not all str: the per-row path, 42 looked up as "42"
+    assert ids.to_idx(mixed)[3000] == UNKNOWN_IDX and (ids.to_idx(mixed)[:3000] == expected[:3000]).all()

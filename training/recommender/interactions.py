@@ -92,8 +92,8 @@ def build_interaction_data(
     users = IdMap.from_values(hist[USER_ID])
     frame = pd.DataFrame(
         {
-            USER_IDX: users.to_idx(hist[USER_ID].to_numpy()),
-            ITEM_IDX: items.to_idx(hist[ITEM_ID].to_numpy()),
+            USER_IDX: users.to_idx(hist[USER_ID]),
+            ITEM_IDX: items.to_idx(hist[ITEM_ID]),
             DAY: t[keep] / DAY_NS,
             TS_NS: t[keep],
             CODE: codes[keep].astype(np.int8),
