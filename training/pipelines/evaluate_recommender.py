@@ -7,7 +7,8 @@ window. Models: most popular, personal top-frequency with recency decay, item-kN
 the fixed blend and the full recommender (LambdaRank). Metrics at `k`: recall, NDCG, hit rate,
 catalogue coverage, and recall on repeat items (bought before ``as_of``) and explore items.
 
-`evaluate_recommender` computes the table, `plot_recall_curves` draws Recall@K, and
+Stores with more test users than ``evaluation.max_users`` are evaluated on a fixed sample of them
+(`evaluation_users`). `evaluate_recommender` computes the table, `plot_recall_curves` draws Recall@K, and
 `log_evaluation` logs an evaluation to MLflow (``rebuy evaluate recommender``, the experiment
 runner and `train_recommender` use them).
 """
@@ -18,12 +19,14 @@ import json
 import logging
 import tempfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from features.progress import stage_logger
@@ -31,7 +34,7 @@ from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
 from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
-from training.recommender import Recommender, RecommenderConfig, build_interaction_data
+from training.recommender import Recommender, RecommenderConfig, StateCache
 from training.recommender.baselines import (
     AlsRecommender,
     ItemKnnRecommender,
@@ -67,6 +70,17 @@ class RecommenderEvaluation:
         return float(self.table.loc[model, metric]) / best - 1.0
 
 
+def evaluation_users(users: np.ndarray, max_users: int) -> np.ndarray:
+    """`users` when at most `max_users`, else the `max_users` of them with the smallest CRC-32 of
+    their id (ties by id): the same users whatever the order or the engine."""
+    if len(users) <= max_users:
+        return users
+    ids = np.asarray([str(u) for u in users], dtype=object)
+    hashes = np.fromiter((zlib.crc32(u.encode("utf-8")) for u in ids), dtype=np.int64, count=len(ids))
+    keep = np.lexsort((ids, hashes))[:max_users]
+    return users[np.sort(keep)]
+
+
 def evaluate_recommender(
     tables: StoreTables,
     *,
@@ -76,16 +90,25 @@ def evaluate_recommender(
     k: int = 10,
     models: Sequence[str] = MODELS,
     show_progress: bool = False,
+    states: StateCache | None = None,
 ) -> RecommenderEvaluation:
-    """Fit every model on the history before `as_of` and score the next `horizon_days`."""
+    """Fit every model on the history before `as_of` and score the next `horizon_days`.
+
+    The fixed blend and the full model share their fitted pieces through `states` (a new
+    `StateCache` when None); `train_recommender` passes its own so the final fit reuses them too.
+    """
     config = config or RecommenderConfig()
+    states = states if states is not None else StateCache()
     as_of = check_as_of(as_of)
     history, truth = split_at(tables.events, as_of=as_of, horizon_days=horizon_days)
-    users = truth["user_id"].unique()
+    population = truth["user_id"].unique()
+    users = evaluation_users(population, config.evaluation.max_users)
+    if len(users) < len(population):
+        truth = truth.loc[truth["user_id"].isin(users).to_numpy()]
     n_items = len(tables.items)
     metrics = standard_metrics(k, n_items=n_items)
     top_k = max(max(CURVE_KS), k)
-    data = build_interaction_data(tables, as_of=as_of, config=config)
+    data = states.interactions(tables, as_of=as_of, config=config)
     rows: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[int, float]] = {}
     for name in models:
@@ -93,13 +116,13 @@ def evaluate_recommender(
         if name == "full":
             reco = (
                 Recommender(config.model_copy(update={"ranker": "lambdarank"}))
-                .fit(tables, as_of=as_of, show_progress=show_progress)
+                .fit(tables, as_of=as_of, show_progress=show_progress, states=states)
                 .recommend(users, k=top_k)
             )
         elif name == "fixed_blend":
             reco = (
                 Recommender(config.model_copy(update={"ranker": "blend"}))
-                .fit(tables, as_of=as_of, show_progress=show_progress)
+                .fit(tables, as_of=as_of, show_progress=show_progress, states=states)
                 .recommend(users, k=top_k)
             )
         else:
@@ -108,8 +131,13 @@ def evaluate_recommender(
                 "top_frequency": TopFrequencyRecommender,
                 "item_knn": ItemKnnRecommender,
             }.get(name)
-            model = baseline() if baseline is not None else AlsRecommender(config.als)
-            reco = model.fit(data, show_progress=show_progress).recommend(users, k=top_k)
+            if baseline is not None:
+                reco = baseline().fit(data, show_progress=show_progress).recommend(users, k=top_k)
+            else:  # the same ALS fit as the full model's personal source (fitted once)
+                factors = states.als_factors(
+                    tables, data, as_of=as_of, config=config, show_progress=show_progress
+                )
+                reco = AlsRecommender(config.als).fit(data, factors=factors).recommend(users, k=top_k)
         seconds = time.perf_counter() - started
         row = calc_metrics(metrics, reco, truth)
         row[metric_key("recall_repeat", k)] = RecallAtK(k).calc(reco, truth.loc[truth[REPEAT]])
@@ -131,6 +159,7 @@ def evaluate_recommender(
         "k": k,
         "n_history_events": len(history),
         "n_eval_users": len(users),
+        "n_eval_population": len(population),
         "n_truth_pairs": len(truth),
         "repeat_share": float(truth[REPEAT].mean()) if len(truth) else float("nan"),
         "n_items": n_items,
@@ -199,6 +228,7 @@ __all__ = [
     "MODELS",
     "RecommenderEvaluation",
     "evaluate_recommender",
+    "evaluation_users",
     "log_evaluation",
     "plot_recall_curves",
 ]

@@ -27,7 +27,7 @@ from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
 from training.pipelines.evaluate_recommender import evaluate_recommender, plot_recall_curves
-from training.recommender import Recommender, RecommenderConfig
+from training.recommender import Recommender, RecommenderConfig, StateCache
 from training.recommender.pyfunc import PYFUNC_CODE_PATH
 from training.registry import RECOMMENDER_MODEL, RegistrySettings, register_version, setup_mlflow
 
@@ -74,6 +74,7 @@ def train_recommender(
     started = time.perf_counter()
     experiment_id = setup_mlflow(settings)
     metrics: dict[str, float] = {}
+    states = StateCache()  # the evaluation's cut-off is the final re-ranker's window start: fit once
     with mlflow.start_run(experiment_id=experiment_id, run_name="train-recommender") as run:
         mlflow.set_tag("rebuy.task", "train-recommender")
         mlflow.log_params(flatten_params(config))
@@ -84,7 +85,12 @@ def train_recommender(
                 cutoff = as_of - pd.Timedelta(days=horizon)
                 with _stage("recommender: evaluate", show_progress) as stage_info:
                     evaluation = evaluate_recommender(
-                        tables, as_of=cutoff, horizon_days=horizon, config=config, show_progress=show_progress
+                        tables,
+                        as_of=cutoff,
+                        horizon_days=horizon,
+                        config=config,
+                        show_progress=show_progress,
+                        states=states,
                     )
                     stage_info |= {"models": len(evaluation.table), "users": evaluation.info["n_eval_users"]}
                 for name, row in evaluation.table.iterrows():
@@ -94,7 +100,9 @@ def train_recommender(
                 plot_recall_curves(evaluation, tmp_path / "recall_at_k.png")
                 mlflow.log_params({f"eval.{k}": v for k, v in evaluation.info.items() if k != "k"})
             with _stage("recommender: fit", show_progress) as stage_info:
-                model = Recommender(config).fit(tables, as_of=as_of, show_progress=show_progress)
+                model = Recommender(config).fit(
+                    tables, as_of=as_of, show_progress=show_progress, states=states
+                )
                 info = model.info
                 stage_info |= {"users": info["n_users"], "items": info["n_items"]}
             metrics["fit_seconds"] = float(info["fit_seconds"])

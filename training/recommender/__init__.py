@@ -19,7 +19,7 @@ Pieces (all fitted on the events before ``as_of`` only), one module each:
   hidden unless due again, ``k <= 100``; every row carries its reason (`columns`).
 
 `config` holds the settings, `state` the fitted arrays (and where each is saved), `fitting` the
-steps that fit them, `persistence` save/load (npz + parquet + LightGBM text + JSON, no pickle),
+steps that fit them (and `StateCache`, which fits each cut-off of a run once), `persistence` save/load (npz + parquet + LightGBM text + JSON, no pickle),
 `model` the `Recommender` itself, `pyfunc` the MLflow models-from-code entry.
 """
 
@@ -35,6 +35,7 @@ from training.recommender.columns import (
     SOURCE_ITEM_ID,
 )
 from training.recommender.config import RecommenderConfig, load_recommender_config
+from training.recommender.fitting import StateCache
 from training.recommender.interactions import InteractionData, build_interaction_data
 from training.recommender.model import Recommender
 
@@ -53,6 +54,7 @@ __all__ = [
     "InteractionData",
     "Recommender",
     "RecommenderConfig",
+    "StateCache",
     "build_interaction_data",
     "load_recommender_config",
 ]

@@ -203,8 +203,19 @@ class AlsRecommender(_Base):
         self.config = config or AlsConfig()
         self._factors: tuple[np.ndarray, np.ndarray] | None = None
 
-    def fit(self, data: InteractionData, *, show_progress: bool = False) -> Self:
-        self._factors = fit_als(data.confidence, self.config, show_progress=show_progress)
+    def fit(
+        self,
+        data: InteractionData,
+        *,
+        show_progress: bool = False,
+        factors: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Self:
+        """ALS on `data`'s confidence matrix, or `factors` when that fit was already made."""
+        self._factors = (
+            factors
+            if factors is not None
+            else fit_als(data.confidence, self.config, show_progress=show_progress)
+        )
         self._data = data
         return self
 

@@ -3,6 +3,8 @@
 `fit_state` runs the named steps in order: interactions -> item attributes -> ALS factors (brand-new
 items take their category's mean) -> user x item table -> user x category rhythm and user totals
 -> item repeat rates -> complements and similar items -> cold start (tag popularity, cold users).
+`StateCache` keeps the states one run fits, so that `rebuy train` (evaluation at ``as_of - 30``,
+re-ranker windows, final fit) fits each cut-off of a store once.
 """
 
 from __future__ import annotations
@@ -80,9 +82,15 @@ def fit_item_factors(
     config: AlsConfig,
     *,
     show_progress: bool = False,
+    als: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """ALS (user factors, item factors); items not `seen` take the mean factors of their category."""
-    user_factors, item_factors = fit_als(data.confidence, config, show_progress=show_progress)
+    """ALS (user factors, item factors); items not `seen` take the mean factors of their category.
+
+    `als` is `fit_als`'s result on this `data` when the caller already has it (not modified).
+    """
+    if als is None:
+        als = fit_als(data.confidence, config, show_progress=show_progress)
+    user_factors, item_factors = als[0], als[1].copy()
     for code in np.unique(item_category[~seen]):
         same = (item_category == code) & seen
         item_factors[(item_category == code) & ~seen] = item_factors[same].mean(axis=0) if same.any() else 0.0
@@ -90,17 +98,37 @@ def fit_item_factors(
 
 
 def fit_state(
-    tables: StoreTables, *, as_of: pd.Timestamp, config: RecommenderConfig, show_progress: bool = False
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    config: RecommenderConfig,
+    show_progress: bool = False,
+    cache: StateCache | None = None,
 ) -> State:
-    """Fit every piece of the recommender on the events before `as_of` (see the module docstring)."""
+    """Fit every piece of the recommender on the events before `as_of` (see the module docstring).
+
+    With `cache`, a state already fitted on the same `tables` object, cut-off and fitting settings
+    is returned as it is (states are read-only once fitted).
+    """
+    if cache is not None and not cache.fitting(tables):
+        return cache.get(tables, as_of=as_of, config=config, show_progress=show_progress)
     started = time.perf_counter()
-    data = build_interaction_data(tables, as_of=as_of, config=config)
+    data = (
+        build_interaction_data(tables, as_of=as_of, config=config)
+        if cache is None
+        else cache.interactions(tables, as_of=as_of, config=config)
+    )
     n_users, n_items = len(data.users), len(data.items)
     categories, item_category, item_pet, item_price_level = item_attributes(tables, data.items)
     ev = data.events
     seen = np.bincount(ev[ITEM_IDX].to_numpy(), minlength=n_items) > 0
     user_factors, item_factors = fit_item_factors(
-        data, item_category, seen, config.als, show_progress=show_progress
+        data,
+        item_category,
+        seen,
+        config.als,
+        show_progress=show_progress,
+        als=None if cache is None else cache.als_factors(tables, data, as_of=as_of, config=config),
     )
     ui = build_user_item_table(data, as_of=as_of)
     pur = ev.loc[ev[CODE].to_numpy() == event_code(EventType.PURCHASE)]
@@ -151,3 +179,85 @@ def fit_state(
         time.perf_counter() - started,
     )
     return state
+
+
+def _fitting_key(config: RecommenderConfig) -> str:
+    """The settings `fit_state` reads (interactions, ALS, complements, popularity) as one string."""
+    return config.model_dump_json(include={"interactions", "als", "complements", "popularity"})
+
+
+class StateCache:
+    """States of one store by (cut-off, fitting settings), fitted on first use.
+
+    A training run fits the same cut-off several times otherwise: the evaluation's fixed blend and
+    full model both fit ``as_of - horizon``, and so does the final model's re-ranker. The cache is
+    tied to one `StoreTables` object: another object is fitted afresh and not kept.
+    """
+
+    def __init__(self) -> None:
+        self._tables: StoreTables | None = None
+        self._states: dict[tuple[int, str], State] = {}
+        self._als: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._data: tuple[tuple[int, str], InteractionData] | None = None  # the latest only (large)
+        self._fitting = False
+
+    def __len__(self) -> int:
+        """Number of states kept."""
+        return len(self._states)
+
+    def get(
+        self, tables: StoreTables, *, as_of: pd.Timestamp, config: RecommenderConfig, show_progress: bool
+    ) -> State:
+        """The state of `tables` as of `as_of` under `config` (fitted now unless already kept)."""
+        if self._tables is None:
+            self._tables = tables
+        if tables is not self._tables:
+            return fit_state(tables, as_of=as_of, config=config, show_progress=show_progress)
+        key = (pd.Timestamp(as_of).value, _fitting_key(config))
+        if key not in self._states:
+            self._fitting = True
+            try:
+                self._states[key] = fit_state(
+                    tables, as_of=as_of, config=config, show_progress=show_progress, cache=self
+                )
+            finally:
+                self._fitting = False
+        else:
+            logger.info("recommender pieces as of %s: reused from this run", as_of)
+        return self._states[key]
+
+    def fitting(self, tables: StoreTables) -> bool:
+        """True while this cache fits a state of `tables` (`fit_state` then fits instead of asking)."""
+        return self._fitting and tables is self._tables
+
+    def interactions(
+        self, tables: StoreTables, *, as_of: pd.Timestamp, config: RecommenderConfig
+    ) -> InteractionData:
+        """`build_interaction_data` of `tables`; the latest one is kept (the evaluation's baselines
+        and the state of the same cut-off share it). Callers must not modify it."""
+        if self._tables is None:
+            self._tables = tables
+        if tables is not self._tables:
+            return build_interaction_data(tables, as_of=as_of, config=config)
+        key = (pd.Timestamp(as_of).value, config.model_dump_json(include={"interactions", "popularity"}))
+        if self._data is None or self._data[0] != key:
+            self._data = None  # free the previous one before building the next
+            self._data = (key, build_interaction_data(tables, as_of=as_of, config=config))
+        return self._data[1]
+
+    def als_factors(
+        self,
+        tables: StoreTables,
+        data: InteractionData,
+        *,
+        as_of: pd.Timestamp,
+        config: RecommenderConfig,
+        show_progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`fit_als` on `data` (the interactions of this cache's store before `as_of` under `config`),
+        fitted once per cut-off: the evaluation's plain-ALS baseline and the state share it.
+        Callers must not modify the arrays."""
+        key = (pd.Timestamp(as_of).value, config.model_dump_json(include={"interactions", "als"}))
+        if key not in self._als:
+            self._als[key] = fit_als(data.confidence, config.als, show_progress=show_progress)
+        return self._als[key]

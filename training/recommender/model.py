@@ -30,7 +30,7 @@ from training.recommender.cold_start import rank_cold
 from training.recommender.columns import MAX_K, RANK, RECO_COLUMNS, SIMILAR_COLUMNS, empty_frame, output_frame
 from training.recommender.complements import similar_items_frame
 from training.recommender.config import RecommenderConfig
-from training.recommender.fitting import fit_state
+from training.recommender.fitting import StateCache, fit_state
 from training.recommender.persistence import load_recommender, save_recommender
 from training.recommender.ranking import top_k_lists
 from training.recommender.reranker import train_reranker
@@ -72,8 +72,17 @@ class Recommender:
         self._train_info: dict[str, Any] = {}
 
     # -- fitting --
-    def fit(self, tables: StoreTables, *, as_of: pd.Timestamp, show_progress: bool = False) -> Self:
+    def fit(
+        self,
+        tables: StoreTables,
+        *,
+        as_of: pd.Timestamp,
+        show_progress: bool = False,
+        states: StateCache | None = None,
+    ) -> Self:
         """Fit every piece on the events before `as_of` (the re-ranker on the window before that).
+
+        `states` shares fitted pieces between the fits of one run (see `StateCache`).
 
         Raises
         ------
@@ -94,8 +103,9 @@ class Recommender:
                 config=self.config,
                 scorer=self.buy_again_scorer,
                 show_progress=show_progress,
+                states=states,
             )
-        state = fit_state(tables, as_of=as_of, config=self.config, show_progress=show_progress)
+        state = fit_state(tables, as_of=as_of, config=self.config, show_progress=show_progress, cache=states)
         self._state, self._booster = state, booster
         self._train_info = {**info, "fit_seconds": time.perf_counter() - started}
         logger.info("recommender fitted as of %s in %.1fs", as_of, time.perf_counter() - started)

@@ -24,7 +24,7 @@ from training.recommender.buy_again import BuyAgainScorer
 from training.recommender.candidates import Request, batches, candidate_rows
 from training.recommender.columns import MAX_K
 from training.recommender.config import RecommenderConfig, RerankerConfig
-from training.recommender.fitting import fit_state
+from training.recommender.fitting import StateCache, fit_state
 from training.recommender.rerank_features import CATEGORICAL_FEATURES, FEATURES
 from training.recommender.state import State
 
@@ -145,8 +145,10 @@ def train_reranker(
     config: RecommenderConfig,
     scorer: BuyAgainScorer,
     show_progress: bool = False,
+    states: StateCache | None = None,
 ) -> tuple[lgb.Booster | None, dict[str, Any]]:
-    """LambdaRank on the window ``[as_of - horizon_days, as_of)``, with pieces fitted before it.
+    """LambdaRank on the window ``[as_of - horizon_days, as_of)``, with pieces fitted before it
+    (taken from `states` when it holds them).
 
     Returns
     -------
@@ -161,7 +163,7 @@ def train_reranker(
     rc = config.reranker
     started = time.perf_counter()
     start = as_of - pd.Timedelta(days=rc.horizon_days)
-    state = fit_state(tables, as_of=start, config=config, show_progress=show_progress)
+    state = fit_state(tables, as_of=start, config=config, show_progress=show_progress, cache=states)
     label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
     rng = np.random.default_rng(rc.seed)
     population = len(users)  # rows bounded by max_users whatever the store size

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.sample import SampleConfig, generate_store
 from features.schema import ITEM_ID, TS, USER_ID
-from training.pipelines.evaluate_recommender import evaluate_recommender
+from training.pipelines.evaluate_recommender import evaluate_recommender, evaluation_users
+from training.recommender import RecommenderConfig
+from training.recommender.config import EvaluationConfig
 from training.splits import REPEAT, TimeSplitter, build_truth, split_at
 
 AS_OF = pd.Timestamp("2025-10-01")
@@ -55,3 +58,26 @@ def test_full_recommender_beats_every_baseline_on_recall_and_ndcg(store) -> None
         table.loc["full", "recall_explore_at_10"] > table.loc["top_frequency", "recall_explore_at_10"] + 0.05
     )
     assert evaluation.margin("recall_at_10") > 0.05
+
+
+def test_evaluation_sample_is_fixed_by_user_id_whatever_the_order() -> None:
+    users = np.array([f"u{i}" for i in range(500)], dtype=object)
+    sample = evaluation_users(users, 120)
+    assert len(sample) == 120 and len(set(sample)) == 120
+    shuffled = np.random.default_rng(0).permutation(users)
+    assert set(evaluation_users(shuffled, 120)) == set(sample)
+    others = np.array([u for u in users if u not in set(sample)][:100], dtype=object)
+    assert set(evaluation_users(np.concatenate([others, sample]), 120)) == set(sample)  # smallest hashes
+    assert set(evaluation_users(others, 50)) <= set(others)
+    assert evaluation_users(users, 500) is users  # small enough: every user
+
+
+def test_a_large_test_population_is_evaluated_on_its_sample(store) -> None:
+    config = RecommenderConfig(evaluation=EvaluationConfig(max_users=150))
+    evaluation = evaluate_recommender(
+        store, as_of=AS_OF, horizon_days=30, config=config, models=("top_frequency",)
+    )
+    assert evaluation.info["n_eval_users"] == 150 < evaluation.info["n_eval_population"]
+    _, truth = split_at(store.events, as_of=AS_OF, horizon_days=30)
+    sample = set(evaluation_users(truth[USER_ID].unique(), 150))
+    assert evaluation.info["n_truth_pairs"] == int(truth[USER_ID].isin(sample).sum())
