@@ -251,7 +251,9 @@ class RepurchaseModel(_BoosterModel):
         y = np.asarray(labels, dtype="float64")
         if len(y) == 0 or y.min() == y.max():
             raise InvalidInputError(
-                f"{type(self).__name__}: labels need both outcomes, got {len(y)} rows and {int(y.sum())} positives"
+                f"{type(self).__name__}: labels need both outcomes (users who bought in a label window and "
+                f"users who did not), got {len(y)} rows and {int(y.sum())} positives; a store with more "
+                "users or a longer history would train"
             )
         self.calibrator_ = None
         self._fit_booster(features, y, init_score=self.offset(features))
