@@ -209,7 +209,12 @@ def _run_spark(
         f"{result.out}[/] (Parquet partitioned by user_bucket) in {result.seconds['total']:.1f}s",
         soft_wrap=True,
     )
-    if result.rows_quarantined:
+    if result.quarantine is not None:
+        console.print(
+            f"[yellow]{result.rows_quarantined:,} invalid rows kept aside with reasons in {result.quarantine}[/]",
+            soft_wrap=True,
+        )
+    elif result.rows_quarantined:  # refresh reads the store folder itself: `rebuy validate` keeps them
         console.print(
             f"[yellow]{result.rows_quarantined:,} invalid rows were left out (see `rebuy validate`)[/]"
         )

@@ -4,6 +4,9 @@ Each job reads the store at a URI (`training.spark.store.load_spark_store`), com
 store-wide statistics once on the driver side, runs the pandas code per user bucket on the
 executors and writes Parquet partitioned by ``user_bucket`` (a folder at ``--out``, one
 ``user_bucket=<n>/`` sub-folder per bucket; ``pandas.read_parquet(out)`` reads it back whole).
+The rows the store validation set aside are written with their reasons next to it, as Parquet at
+``<out>_quarantine`` (`training.spark.quarantine`; removed when there are none), the file the
+summary names.
 ``rebuy refresh`` stores its snapshot on the driver as the pandas path does (the server loads
 it whole); only the features are built on Spark (`spark_snapshot_builder`).
 """
@@ -35,6 +38,7 @@ from training.spark.features import (
     to_pandas_table,
 )
 from training.spark.frames import USER_BUCKET
+from training.spark.quarantine import quarantine_uri, write_spark_quarantine
 from training.spark.scoring import BundleFolders, check_horizon, score_spark_features
 from training.spark.session import spark_session
 from training.spark.store import SparkStore, load_spark_store
@@ -104,9 +108,12 @@ class SparkJobResult:
     counts
         Column -> value -> rows, for the summary columns of the job (read back from `out`).
     rows_quarantined
-        Invalid events and items left out when the store was read.
+        Invalid events, items and users set aside when the store was read.
     seconds
         Seconds per stage.
+    quarantine
+        Where those rows were written with their reasons (``<out>_quarantine``, Parquet), None
+        when there were none.
     """
 
     out: str
@@ -116,6 +123,7 @@ class SparkJobResult:
     counts: dict[str, dict[str, int]]
     rows_quarantined: int
     seconds: dict[str, float] = field(default_factory=dict)
+    quarantine: str | None = None
 
 
 class _Clock:
@@ -153,6 +161,12 @@ def _write(
     }
     n_rows = sum(next(iter(counts.values())).values()) if counts else written.count()
     return n_rows, len(written.columns), counts
+
+
+def _keep_quarantine(store: SparkStore, out: str) -> str | None:
+    """Write the rows `store` set aside to ``<out>_quarantine`` (`write_spark_quarantine`)."""
+    assert store.quarantine is not None
+    return write_spark_quarantine(store.quarantine, quarantine_uri(out), n_rows=store.rows_quarantined)
 
 
 def run_features_job(
@@ -197,6 +211,7 @@ def run_features_job(
             store, as_of=cutoff, config=RepurchaseConfig(features=config or FeatureConfig())
         )
         n_rows, n_columns, counts = _write(table, store_uri(out), count=(s.FEATURE_SEGMENT,))
+        kept = _keep_quarantine(store, store_uri(out))
     clock.lap("features")
     return SparkJobResult(
         out=store_uri(out),
@@ -206,6 +221,7 @@ def run_features_job(
         counts=counts,
         rows_quarantined=store.rows_quarantined,
         seconds=clock.total(),
+        quarantine=kept,
     )
 
 
@@ -257,6 +273,7 @@ def run_score_job(
         )
         scores = score_spark_features(features, folders=where, as_of=cutoff, config=repurchase.config)
         n_rows, n_columns, counts = _write(scores, store_uri(out), count=(RISK_BAND, SUGGESTED_ACTION))
+        kept = _keep_quarantine(store, store_uri(out))
     clock.lap("score")
     return SparkJobResult(
         out=store_uri(out),
@@ -266,6 +283,7 @@ def run_score_job(
         counts=counts,
         rows_quarantined=store.rows_quarantined,
         seconds=clock.total(),
+        quarantine=kept,
     )
 
 

@@ -181,7 +181,7 @@ def recommend_all_spark(
         info["rows"] = f"{n_rows:,}"
     seconds["recommend"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
-    store.events.unpersist()
+    store.unpersist()
     logger.info(
         "spark recommend-all: %d users, %d rows to %s in %.1fs", n_users, n_rows, out, seconds["total"]
     )

@@ -7,7 +7,9 @@ once on the driver and shipped to every task. Events and users are bucketed by `
 (`training.spark.frames.USER_BUCKET`) and each bucket runs the pandas validation unchanged:
 every check of the data contract is about one row, one user (duplicates, sign-up order) or an
 item, so a bucket with all of its users' rows and the whole items table validates exactly as
-the whole store does. The valid events are persisted (memory, then disk) for the stages after.
+the whole store does. The valid events are persisted (memory, then disk) for the stages after,
+with the rows set aside (events and users per bucket, items once on the driver) and their reasons
+(`SparkStore.quarantine`, `training.spark.quarantine`): nothing read is lost.
 
 Timestamps: pandas writes ``timestamp[ns]`` Parquet, which Spark reads as int64 nanoseconds
 (``spark.sql.legacy.parquet.nanosAsLong``, set by `training.spark.session.spark_session`); the
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from features import schema as s
 from features.errors import InvalidInputError, SchemaError
-from features.load import validate_tables
+from features.load import TABLE, validate_tables
 from features.window import check_as_of
 from training.spark.frames import (
     USER_BUCKET,
@@ -36,6 +39,17 @@ from training.spark.frames import (
     from_spark_pandas,
     spark_schema,
     to_spark_pandas,
+)
+from training.spark.quarantine import (
+    QUARANTINE_ROW,
+    SRC_FILE,
+    SRC_ROW,
+    decode_quarantine,
+    encode_quarantine,
+    in_source_order,
+    source_files,
+    to_source_rows,
+    with_source,
 )
 
 if TYPE_CHECKING:
@@ -99,7 +113,11 @@ class SparkStore:
     n_buckets
         Number of user buckets.
     rows_read, rows_valid
-        Rows per table (``events``, ``items``) read and valid.
+        Rows per table (``events``, ``items``, ``users``) read and valid.
+    quarantine
+        The rows set aside, one per invalid row read (`features.load.QUARANTINE_COLUMNS`:
+        ``row_number`` bigint, the rest strings), as `validate_tables` gives them; lazy, from the
+        persisted validation output.
     """
 
     uri: str
@@ -109,10 +127,16 @@ class SparkStore:
     n_buckets: int
     rows_read: dict[str, int]
     rows_valid: dict[str, int]
+    quarantine: DataFrame | None = None
+    validated: DataFrame | None = None
 
     @property
     def items(self) -> pd.DataFrame:
         return self.context.items
+
+    def unpersist(self) -> None:
+        """Free the persisted validation output (valid events and the rows set aside)."""
+        (self.validated if self.validated is not None else self.events).unpersist()
 
     @property
     def rows_quarantined(self) -> int:
@@ -131,6 +155,7 @@ class SparkStore:
 TS_NS_TYPE = "bigint"
 """Spark type of ``ts`` in `SparkStore.events`: nanoseconds since the epoch (naive UTC)."""
 _NAT = -(2**63)  # pandas' NaT as int64: a null timestamp travels as this value
+_SOURCE = (SRC_ROW, SRC_FILE)
 
 
 def _ns_columns(frame: DataFrame, columns: tuple[str, ...]) -> tuple[DataFrame, tuple[str, ...]]:
@@ -216,42 +241,72 @@ def load_spark_store(
         No valid event.
     """
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
-    events_raw, events_ns = _ns_columns(_read(spark, uri, s.EVENTS), (s.TS,))
-    users_raw, users_ns = _ns_columns(_read(spark, uri, s.USERS), (s.SIGNUP_TS,))
+    tables_read = {t: _read(spark, uri, t) for t in (s.EVENTS, s.USERS, s.ITEMS)}
+    events_raw, events_ns = _ns_columns(with_source(tables_read[s.EVENTS]), (s.TS,))
+    users_src, users_ns = _ns_columns(with_source(tables_read[s.USERS]), (s.SIGNUP_TS,))
+    n_users = users_src.count()
     if n_buckets is None:
-        n_buckets = bucket_count(users_raw.count(), parallelism=spark.sparkContext.defaultParallelism)
+        n_buckets = bucket_count(n_users, parallelism=spark.sparkContext.defaultParallelism)
     events_raw = events_raw.withColumn(USER_BUCKET, bucket_column(n_buckets))
-    users_raw = users_raw.withColumn(USER_BUCKET, bucket_column(n_buckets))
-    items_raw = _read(spark, uri, s.ITEMS).toPandas()
+    users_src = users_src.withColumn(USER_BUCKET, bucket_column(n_buckets))
+    users_raw = users_src.drop(*_SOURCE)
+    items_raw, item_rows, item_files = in_source_order(with_source(tables_read[s.ITEMS]).toPandas())
     empty = {t: pd.DataFrame({c: pd.Series(dtype=object) for c in s.REQUIRED_COLUMNS[t]}) for t in s.TABLES}
-    items = validate_tables({**empty, s.ITEMS: items_raw}, now=now).items
+    items_checked = validate_tables({**empty, s.ITEMS: items_raw}, now=now)
+    items = items_checked.items
+    items_quarantine = to_source_rows(items_checked.quarantine, rows=item_rows, files=item_files)
     columns = list(s.EVENT_DTYPES)
 
     def validate_bucket(key: tuple[int], events: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+        events, event_rows, event_files = in_source_order(events.drop(columns=USER_BUCKET))
+        users, user_rows, user_files = in_source_order(users.drop(columns=USER_BUCKET))
         raw = {
-            s.EVENTS: _ns_to_datetime(events.drop(columns=USER_BUCKET), events_ns),
+            s.EVENTS: _ns_to_datetime(events, events_ns),
             s.ITEMS: items_raw,
-            s.USERS: _ns_to_datetime(users.drop(columns=USER_BUCKET), users_ns),
+            s.USERS: _ns_to_datetime(users, users_ns),
         }
-        valid = validate_tables(raw, now=now).events
+        result = validate_tables(raw, now=now)
+        valid = result.events
         out = to_spark_pandas(valid, columns)
         out[s.TS] = valid[s.TS].to_numpy("datetime64[ns]").view("int64")
         out[USER_BUCKET] = key[0]
-        return out
+        out[QUARANTINE_ROW] = None
+        bad = result.quarantine
+        sources = {s.EVENTS: (event_rows, event_files), s.USERS: (user_rows, user_files)}
+        kept = [
+            to_source_rows(bad[bad[TABLE] == table], rows=rows, files=files)
+            for table, (rows, files) in sources.items()
+        ]
+        return pd.concat([out, _quarantine_rows(out, pd.concat(kept), key=key[0])], ignore_index=True)
 
     schema = spark_schema(
-        {c: d for c, d in s.EVENT_DTYPES.items() if c != s.TS}, extra={s.TS: TS_NS_TYPE, USER_BUCKET: "int"}
+        {c: d for c, d in s.EVENT_DTYPES.items() if c != s.TS},
+        extra={s.TS: TS_NS_TYPE, USER_BUCKET: "int", QUARANTINE_ROW: "string"},
     )
-    events = (
+    validated = (
         events_raw.groupBy(USER_BUCKET)
-        .cogroup(users_raw.groupBy(USER_BUCKET))
+        .cogroup(users_src.groupBy(USER_BUCKET))
         .applyInPandas(validate_bucket, schema=schema)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    read = {s.EVENTS: events_raw.count(), s.ITEMS: len(items_raw)}
-    valid = {s.EVENTS: events.count(), s.ITEMS: len(items)}
+    events = validated.filter(F.col(QUARANTINE_ROW).isNull()).drop(QUARANTINE_ROW)
+    kinds = validated.groupBy(F.get_json_object(F.col(QUARANTINE_ROW), f"$.{TABLE}").alias(TABLE)).count()
+    per_kind = {row[TABLE]: int(row["count"]) for row in kinds.collect()}
+    read = {s.EVENTS: events_raw.count(), s.ITEMS: len(items_raw), s.USERS: n_users}
+    valid = {
+        s.EVENTS: per_kind.get(None, 0),
+        s.ITEMS: len(items),
+        s.USERS: n_users - per_kind.get(s.USERS, 0),
+    }
+    quarantine = decode_quarantine(
+        spark,
+        validated.filter(F.col(QUARANTINE_ROW).isNotNull()),
+        items=items_quarantine,
+        files=source_files(*tables_read.values()),
+    )
     if valid[s.EVENTS] == 0:
         raise InvalidInputError(
             f"events: no valid event in {table_uri(uri, s.EVENTS)} ({read[s.EVENTS]:,} rows read); "
@@ -271,7 +326,30 @@ def load_spark_store(
         n_buckets=n_buckets,
         rows_read=read,
         rows_valid=valid,
+        quarantine=quarantine,
+        validated=validated,
     )
+
+
+def _quarantine_rows(out: pd.DataFrame, quarantine: pd.DataFrame, *, key: int) -> pd.DataFrame:
+    """The bucket output rows carrying `quarantine` (`QUARANTINE_ROW` set; the event columns hold
+    placeholders of their dtype, never null ints, which Arrow would turn into floats)."""
+    n = len(quarantine)
+    rows: dict[str, object] = {}
+    for col in out.columns:
+        dtype = out[col].dtype
+        if col == s.TS:
+            rows[col] = np.full(n, _NAT, dtype="int64")
+        elif pd.api.types.is_integer_dtype(dtype):
+            rows[col] = np.zeros(n, dtype=dtype)
+        elif pd.api.types.is_float_dtype(dtype):
+            rows[col] = np.full(n, np.nan, dtype=dtype)
+        else:
+            rows[col] = pd.Series([None] * n, dtype=object)
+    frame = pd.DataFrame(rows)
+    frame[USER_BUCKET] = key
+    frame[QUARANTINE_ROW] = encode_quarantine(quarantine)
+    return frame
 
 
 def events_frame(events: pd.DataFrame) -> pd.DataFrame:
