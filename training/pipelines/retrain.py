@@ -3,7 +3,7 @@
 One safe weekly command. The steps, in this order (`retrain` calls one function per step):
 
 1. Load and validate the store; rows that break the data contract are written aside
-   (``quarantine.parquet`` in the run folder) and counted, the rest continue.
+   (``quarantine.csv`` in the run folder) and counted, the rest continue.
 2. Build the point-in-time user feature table as of the cut-off (``features.parquet``).
 3. Train the recommender, the repurchase and the timing models (`train_recommender`,
    `train_repurchase`). New versions are registered WITHOUT moving any alias, so a failure in
@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features import schema as s
 from features.errors import InvalidInputError
-from features.load import LoadResult, load_store, write_quarantine
+from features.load import QUARANTINE_FILE, LoadResult, load_store, write_quarantine
 from features.progress import stage
 from features.window import default_as_of
 from training.config_io import merge_overrides, read_toml, validate_config
@@ -293,8 +293,8 @@ def _validate(
     loaded: LoadResult = load_store(data)
     quarantined = loaded.rows_quarantined
     if quarantined:
-        write_quarantine(loaded.quarantine, run_dir / "quarantine.parquet")
-        logger.warning("%d invalid rows set aside in %s", quarantined, run_dir / "quarantine.parquet")
+        write_quarantine(loaded.quarantine, run_dir / QUARANTINE_FILE)
+        logger.warning("%d invalid rows set aside in %s", quarantined, run_dir / QUARANTINE_FILE)
     tables = loaded.tables
     as_of = as_of if as_of is not None else default_as_of(tables)
     events = tables.events.loc[tables.events[s.TS] < as_of]
