@@ -124,10 +124,14 @@ class BtydModel:
         if len(x) == 0:
             raise InvalidInputError(f"{type(self).__name__}: no customer to fit on")
         started = time.perf_counter()
+        # customers with the same (x, t_x, T) have the same likelihood: evaluate each once, weighted
+        rows, weight = np.unique(np.column_stack([x, tx, big_t]), axis=0, return_counts=True)
+        ux, utx, ut = rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy()
+        weight = weight.astype("float64")
 
         def objective(log_params: np.ndarray) -> float:
-            ll = self._ll(np.exp(log_params), x, tx, big_t)
-            total = float(np.sum(ll))
+            ll = self._ll(np.exp(log_params), ux, utx, ut)
+            total = float(np.sum(weight * ll))
             return -total if np.isfinite(total) else 1e300
 
         start = np.log(np.asarray(self.INITIAL, dtype="float64"))
@@ -143,9 +147,10 @@ class BtydModel:
         self.params_ = np.exp(result.x)
         self.log_likelihood_ = -float(result.fun)
         logger.info(
-            "%s fit on %d customers: %s, log-likelihood %.2f, %.2fs",
+            "%s fit on %d customers (%d distinct histories): %s, log-likelihood %.2f, %.2fs",
             type(self).__name__,
             len(x),
+            len(ux),
             ", ".join(f"{n}={v:.4f}" for n, v in zip(self.PARAM_NAMES, self.params_, strict=True)),
             self.log_likelihood_,
             time.perf_counter() - started,
