@@ -59,7 +59,7 @@ class RepurchaseConfig(BaseModel):
     )
     n_reasons: int = Field(default=3, ge=1, le=10)
     max_train_users: int = Field(
-        default=50_000,
+        default=25_000,
         ge=0,
         description=(
             "Training rows (every cut-off, label and evaluation of the repurchase, churn, value and timing "
