@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[2]"
+DRIVER_MEMORY_ENV = "REBUY_SPARK_DRIVER_MEMORY"
+DEFAULT_DRIVER_MEMORY = "6g"
+"""Heap of the local-mode JVM (driver and executor in one), unless ``REBUY_SPARK_DRIVER_MEMORY`` is set."""
 ENGINES = ("pandas", "spark")
 
 
@@ -57,7 +60,14 @@ def spark_session(*, master: str | None = None, app_name: str = "rebuy") -> Spar
     master = master or os.environ.get("REBUY_SPARK_MASTER") or (None if submitted else DEFAULT_MASTER)
     builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     if not submitted:  # local mode: a few partitions for two cores; a cluster keeps its own setting
-        builder = builder.config("spark.sql.shuffle.partitions", "8")
+        # the driver JVM is the executor too, and it collects the purchases for the store-wide
+        # statistics: Spark's 1 GB default fails from about 300,000 users
+        memory = os.environ.get(DRIVER_MEMORY_ENV) or DEFAULT_DRIVER_MEMORY
+        builder = (
+            builder.config("spark.sql.shuffle.partitions", "8")
+            .config("spark.driver.memory", memory)
+            .config("spark.driver.maxResultSize", memory)
+        )
     try:
         session = (
             builder.appName(app_name)
@@ -76,4 +86,11 @@ def spark_session(*, master: str | None = None, app_name: str = "rebuy") -> Spar
     return session
 
 
-__all__ = ["DEFAULT_MASTER", "ENGINES", "SparkUnavailableError", "spark_session"]
+__all__ = [
+    "DEFAULT_DRIVER_MEMORY",
+    "DEFAULT_MASTER",
+    "DRIVER_MEMORY_ENV",
+    "ENGINES",
+    "SparkUnavailableError",
+    "spark_session",
+]
