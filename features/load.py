@@ -143,13 +143,18 @@ def read_table(file: Path, name: str) -> pd.DataFrame:
             frame = pd.read_parquet(file)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
         raise SchemaError(f"{file}: cannot read table '{name}': {exc}") from exc
-    missing = [c for c in s.REQUIRED_COLUMNS[name] if c not in frame.columns]
+    check_required_columns(list(frame.columns), name, where=str(file))
+    return frame
+
+
+def check_required_columns(columns: list[object], name: str, *, where: str) -> None:
+    """Raise a `SchemaError` naming `where`, the missing and the found columns of table `name`."""
+    missing = [c for c in s.REQUIRED_COLUMNS[name] if c not in columns]
     if missing:
         raise SchemaError(
-            f"{file}: missing required column(s) {', '.join(missing)} of table '{name}'; "
-            f"found columns: {', '.join(map(str, frame.columns)) or '(none)'}"
+            f"{where}: missing required column(s) {', '.join(missing)} of table '{name}'; "
+            f"found columns: {', '.join(map(str, columns)) or '(none)'}"
         )
-    return frame
 
 
 def load_store(

@@ -30,7 +30,7 @@ import pandas as pd
 
 from features import schema as s
 from features.errors import InvalidInputError, SchemaError
-from features.load import TABLE, validate_tables
+from features.load import TABLE, check_required_columns, validate_tables
 from features.window import check_as_of
 from training.spark.frames import (
     USER_BUCKET,
@@ -200,12 +200,7 @@ def _read(spark: SparkSession, uri: str, name: str) -> DataFrame:
         frame = spark.read.parquet(path)
     except AnalysisException as exc:
         raise SchemaError(f"{path}: cannot read table '{name}' with Spark: {exc.getMessage()}") from exc
-    missing = [c for c in s.REQUIRED_COLUMNS[name] if c not in frame.columns]
-    if missing:
-        raise SchemaError(
-            f"{path}: missing required column(s) {', '.join(missing)} of table '{name}'; "
-            f"found columns: {', '.join(frame.columns) or '(none)'}"
-        )
+    check_required_columns(list(frame.columns), name, where=path)
     return frame
 
 
