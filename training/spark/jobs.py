@@ -210,12 +210,28 @@ def run_features_job(
         table = build_spark_feature_table(
             store, as_of=cutoff, config=RepurchaseConfig(features=config or FeatureConfig())
         )
-        n_rows, n_columns, counts = _write(table, store_uri(out), count=(s.FEATURE_SEGMENT,))
-        kept = _keep_quarantine(store, store_uri(out))
-    clock.lap("features")
+        return _finish(
+            table, out, store=store, as_of=cutoff, count=(s.FEATURE_SEGMENT,), clock=clock, stage="features"
+        )
+
+
+def _finish(
+    frame: DataFrame,
+    out: object,
+    *,
+    store: SparkStore,
+    as_of: pd.Timestamp,
+    count: tuple[str, ...],
+    clock: _Clock,
+    stage: str,
+) -> SparkJobResult:
+    """Write `frame` and the store's quarantine under `out`; the job's result (`stage` timed)."""
+    n_rows, n_columns, counts = _write(frame, store_uri(out), count=count)
+    kept = _keep_quarantine(store, store_uri(out))
+    clock.lap(stage)
     return SparkJobResult(
         out=store_uri(out),
-        as_of=cutoff,
+        as_of=as_of,
         n_rows=n_rows,
         n_columns=n_columns,
         counts=counts,
@@ -272,19 +288,15 @@ def run_score_job(
             store, as_of=cutoff, config=repurchase.config, horizon_days=repurchase.horizon_days
         )
         scores = score_spark_features(features, folders=where, as_of=cutoff, config=repurchase.config)
-        n_rows, n_columns, counts = _write(scores, store_uri(out), count=(RISK_BAND, SUGGESTED_ACTION))
-        kept = _keep_quarantine(store, store_uri(out))
-    clock.lap("score")
-    return SparkJobResult(
-        out=store_uri(out),
-        as_of=cutoff,
-        n_rows=n_rows,
-        n_columns=n_columns,
-        counts=counts,
-        rows_quarantined=store.rows_quarantined,
-        seconds=clock.total(),
-        quarantine=kept,
-    )
+        return _finish(
+            scores,
+            out,
+            store=store,
+            as_of=cutoff,
+            count=(RISK_BAND, SUGGESTED_ACTION),
+            clock=clock,
+            stage="score",
+        )
 
 
 def spark_snapshot_builder(
