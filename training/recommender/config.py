@@ -49,6 +49,14 @@ class AlsConfig(BaseModel):
     iterations: int = Field(15, ge=1)
     seed: int = 7
     num_threads: int = Field(0, ge=0, description="0: all cores")
+    max_fit_users: int = Field(
+        50_000,
+        ge=0,
+        description=(
+            "fit the item factors on at most this many users (a seeded random sample), then solve every "
+            "user's factors exactly from them; 0: fit on every user"
+        ),
+    )
 
 
 class BuyAgainConfig(BaseModel):
