@@ -133,7 +133,9 @@ class RerankerConfig(BaseModel):
     min_data_in_leaf: int = Field(50, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
     seed: int = 7
-    num_threads: int = Field(1, ge=0, description="1: LightGBM threads thrash on busy small machines")
+    num_threads: int = Field(
+        0, ge=0, description="0: all cores (LambdaRank fits 1.65x faster on 2 than on 1)"
+    )
 
 
 class RuleConfig(BaseModel):

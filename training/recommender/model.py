@@ -24,6 +24,7 @@ from features.arrays import DAY_NS, ts_ns
 from features.errors import InvalidInputError, NotFittedError
 from features.schema import EVENTS, TS, USER_ID, StoreTables
 from features.window import check_as_of
+from training.lightgbm_config import PREDICT_THREADS
 from training.recommender.buy_again import BuyAgainScorer, CycleBuyAgainScorer
 from training.recommender.candidates import Request, Rows, batches, candidate_rows
 from training.recommender.cold_start import rank_cold
@@ -37,6 +38,9 @@ from training.recommender.reranker import train_reranker
 from training.recommender.state import State
 
 logger = logging.getLogger(__name__)
+
+BATCH_PREDICT_ROWS = 20_000
+"""Candidate rows from which the re-ranker predicts on every core (fewer: one thread, a page view)."""
 
 
 def _lookup(positions: dict[str, int], ids: Any) -> np.ndarray:
@@ -244,7 +248,9 @@ class Recommender:
 
     def _score(self, rows: Rows) -> np.ndarray:
         if self._uses_booster() and len(rows.item_idx):
-            return np.asarray(self._booster.predict(rows.features, num_threads=1), dtype=np.float64)
+            # one thread for a page view (no thread start-up), all cores for batches (same scores)
+            threads = 1 if len(rows.item_idx) < BATCH_PREDICT_ROWS else PREDICT_THREADS
+            return np.asarray(self._booster.predict(rows.features, num_threads=threads), dtype=np.float64)
         return rows.blend
 
     def _rank_warm(
