@@ -49,12 +49,17 @@ def fit_tag_popularity(
     ev = data.events
     ev = ev.loc[ev[CODE].to_numpy() == event_code(EventType.PURCHASE)]
     signup = pd.Series(ts_ns(users[SIGNUP_TS]) / DAY_NS, index=users[USER_ID].astype(str).to_numpy())
-    user_signup = signup.reindex(data.users.ids[ev[USER_IDX].to_numpy()]).to_numpy()
+    # looked up once per user of the map, then by position (not once per purchase)
+    user_signup = signup.reindex(data.users.ids).to_numpy()[ev[USER_IDX].to_numpy()]
     early = ev.loc[(ev[DAY].to_numpy() - user_signup) <= config.new_user_days]
-    early_users = data.users.ids[early[USER_IDX].to_numpy()]
-    user_tag = exploded.assign(tag_idx=pd.Index(tags).get_indexer(exploded["tag"].astype(str)))
-    merged = pd.DataFrame({USER_ID: early_users, ITEM_IDX: early[ITEM_IDX].to_numpy()}).merge(
-        user_tag[[USER_ID, "tag_idx"]].astype({USER_ID: object}), on=USER_ID
+    user_tag = pd.DataFrame(
+        {
+            USER_IDX: data.users.to_idx(exploded[USER_ID].astype(str)),
+            "tag_idx": pd.Index(tags).get_indexer(exploded["tag"].astype(str)),
+        }
+    )
+    merged = pd.DataFrame({USER_IDX: early[USER_IDX].to_numpy(), ITEM_IDX: early[ITEM_IDX].to_numpy()}).merge(
+        user_tag.loc[user_tag[USER_IDX].to_numpy() >= 0], on=USER_IDX
     )
     np.add.at(pop, (merged["tag_idx"].to_numpy(), merged[ITEM_IDX].to_numpy()), 1.0)
     sums = pop.sum(axis=1, keepdims=True)
