@@ -6,10 +6,17 @@ version is registered WITHOUT an alias; only when every step succeeded does each
 new version gets (`training.registry.assign_aliases`: ``champion`` for a name that has none yet,
 ``challenger`` otherwise). A failed step leaves every alias where it was and says so
 (`TrainStepError`), as ``rebuy retrain`` does.
+
+On stores of at least `PARALLEL_FROM_EVENTS` events the repurchase and timing models are fitted in
+a second process while the recommender trains (`training.pipelines.side_process`; the same
+computation, so the same models), and registered after it; each process then uses one thread
+(the recommender's ALS and re-ranker settings say 1 in its MLflow run). Smaller stores train one
+after the other, where a second process would cost more than it saves.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,11 +26,17 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import RebuyError
-from features.progress import stage
+from features.progress import STAGE_LOGGER, stage
 from features.schema import StoreTables
 from training.lineage import build_lineage, log_lineage, model_seeds
+from training.pipelines.side_process import SideProcess
 from training.pipelines.train_recommender import TrainRecommenderResult, train_recommender
-from training.pipelines.train_repurchase import TrainRepurchaseResult, train_repurchase
+from training.pipelines.train_repurchase import (
+    FittedRepurchase,
+    TrainRepurchaseResult,
+    fit_repurchase_models,
+    register_repurchase,
+)
 from training.recommender import RecommenderConfig
 from training.registry import (
     RECOMMENDER_MODEL,
@@ -38,6 +51,11 @@ RECOMMENDER_STEP = "recommender"
 REPURCHASE_STEP = "repurchase and timing"
 LINEAGE_STEP = "lineage"
 ALIASES_STEP = "aliases"
+
+stage_logger = logging.getLogger(STAGE_LOGGER)
+
+PARALLEL_FROM_EVENTS = 1_000_000
+"""Events from which `train_all` fits the repurchase models in a second process by default."""
 
 
 class TrainStepError(RebuyError):
@@ -87,6 +105,7 @@ def train_all(
     settings: RegistrySettings,
     repurchase_config_path: Path | None = None,
     show_progress: bool = False,
+    parallel: bool | None = None,
 ) -> TrainResult:
     """Train, log and register the recommender, repurchase and timing models; aliases last.
 
@@ -106,6 +125,9 @@ def train_all(
         TOML file the repurchase config came from, logged as an artifact when given.
     show_progress
         Show the pipelines' own stage lines and progress bars.
+    parallel
+        Fit the repurchase and timing models in a second process beside the recommender; None:
+        when the store has at least `PARALLEL_FROM_EVENTS` events.
 
     Returns
     -------
@@ -119,23 +141,44 @@ def train_all(
     """
     started = time.perf_counter()
     registered: dict[str, str] = {}
-    with _step(RECOMMENDER_STEP, registered) as info:
-        reco = train_recommender(
+    fit_args = {"as_of": as_of, "horizon_days": horizon_days, "config": repurchase_config}
+    side: SideProcess[FittedRepurchase] | None = None
+    if parallel if parallel is not None else len(tables.events) >= PARALLEL_FROM_EVENTS:
+        stage_logger.info("%s: fitted in a second process, beside the %s", REPURCHASE_STEP, RECOMMENDER_STEP)
+        side = SideProcess(
+            fit_repurchase_models,
             tables,
-            as_of=as_of,
-            config=recommender_config,
-            settings=settings,
             show_progress=show_progress,
-            set_alias=False,
+            name="rebuy-repurchase",
+            env={"OMP_NUM_THREADS": "1"},
+            **fit_args,
         )
-        registered[RECOMMENDER_MODEL] = reco.model_version
-        info[RECOMMENDER_MODEL] = f"v{reco.model_version}"
+        recommender_config = _one_thread(recommender_config)
+    try:
+        with _step(RECOMMENDER_STEP, registered) as info:
+            reco = train_recommender(
+                tables,
+                as_of=as_of,
+                config=recommender_config,
+                settings=settings,
+                show_progress=show_progress,
+                set_alias=False,
+            )
+            registered[RECOMMENDER_MODEL] = reco.model_version
+            info[RECOMMENDER_MODEL] = f"v{reco.model_version}"
+    except BaseException:
+        if side is not None:
+            side.stop()
+        raise
     with _step(REPURCHASE_STEP, registered) as info:
-        rep = train_repurchase(
+        fitted = (
+            side.result()
+            if side is not None
+            else fit_repurchase_models(tables, show_progress=show_progress, **fit_args)
+        )
+        rep = register_repurchase(
+            fitted,
             tables,
-            as_of=as_of,
-            horizon_days=horizon_days,
-            config=repurchase_config,
             settings=settings,
             show_progress=show_progress,
             config_path=repurchase_config_path,
@@ -158,6 +201,16 @@ def train_all(
         ),
         aliases=aliases,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _one_thread(config: RecommenderConfig) -> RecommenderConfig:
+    """`config` with ALS and the re-ranker on one thread (the other core fits the repurchase models)."""
+    return config.model_copy(
+        update={
+            "als": config.als.model_copy(update={"num_threads": 1}),
+            "reranker": config.reranker.model_copy(update={"num_threads": 1}),
+        }
     )
 
 

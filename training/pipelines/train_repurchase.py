@@ -12,6 +12,9 @@ blocks the refit; the recipe of each model and why is printed, logged (``recipe.
 tags) and kept in the bundle windows. With ``config.pick_recipe`` the repurchase and value models
 take the ``btyd`` recipe (Pareto/NBD's forecast) where Pareto/NBD beats LightGBM on the held-out
 figures (`training.repurchase.recipe_choice.choose_btyd`); evaluations never pick.
+
+The first four stages are `fit_repurchase_models` (no MLflow; its `FittedRepurchase` pickles, so
+``rebuy train`` can run it in a second process) and the last is `register_repurchase`.
 """
 
 from __future__ import annotations
@@ -314,6 +317,28 @@ def _log_models(rep_dir: Path, tim_dir: Path) -> tuple[Any, Any]:
     return infos[0], infos[1]
 
 
+@dataclass
+class FittedRepurchase:
+    """What `fit_repurchase_models` fitted: everything `register_repurchase` saves, logs and registers.
+
+    Picklable, so that `rebuy train` can fit it in a second process beside the recommender
+    (`training.pipelines.side_process`).
+    """
+
+    config: RepurchaseConfig
+    as_of: pd.Timestamp
+    horizon_days: int
+    users: pd.DataFrame
+    pairs: pd.DataFrame
+    stats: StoreStats
+    sample: UserSample
+    evaluation: RecipeEvaluation
+    repurchase: RepurchaseBundle
+    timing: TimingBundle
+    recipes: dict[str, dict[str, str]]
+    seconds: float
+
+
 def train_repurchase(
     tables: StoreTables,
     *,
@@ -364,6 +389,35 @@ def train_repurchase(
         ``config.cutoffs.min_store_days`` days, or no label window of `horizon_days`), or a bad
         policy table.
     """
+    fitted = fit_repurchase_models(
+        tables,
+        as_of=as_of,
+        horizon_days=horizon_days,
+        config=config,
+        show_progress=show_progress,
+        cache=cache,
+    )
+    return register_repurchase(
+        fitted,
+        tables,
+        settings=settings,
+        show_progress=show_progress,
+        config_path=config_path,
+        set_alias=set_alias,
+    )
+
+
+def fit_repurchase_models(
+    tables: StoreTables,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int = 30,
+    config: RepurchaseConfig | None = None,
+    show_progress: bool = False,
+    cache: FeatureCache | None = None,
+) -> FittedRepurchase:
+    """The first four stages of `train_repurchase` (features, evaluate, fit repurchase, fit
+    timing), without MLflow; the arguments are `train_repurchase`'s, and so are the errors."""
     config = (config or RepurchaseConfig()).model_copy(update={"horizon_days": horizon_days})
     validate_policy(config.policy)
     as_of = check_as_of(as_of)
@@ -413,7 +467,45 @@ def train_repurchase(
     recipes = _recipes(repurchase, timing)
     for model, recipe in recipes.items():
         logger.info("recipe of %s: %s (%s)", model, recipe["recipe"], recipe["reason"])
+    return FittedRepurchase(
+        config=config,
+        as_of=as_of,
+        horizon_days=horizon_days,
+        users=users,
+        pairs=pairs,
+        stats=stats,
+        sample=sample,
+        evaluation=evaluation,
+        repurchase=repurchase,
+        timing=timing,
+        recipes=recipes,
+        seconds=time.perf_counter() - started,
+    )
 
+
+def register_repurchase(
+    fitted: FittedRepurchase,
+    tables: StoreTables,
+    *,
+    settings: RegistrySettings,
+    show_progress: bool = False,
+    config_path: Path | None = None,
+    set_alias: bool = True,
+) -> TrainRepurchaseResult:
+    """The last stage of `train_repurchase`: save both bundles (with the snapshot and the history
+    the server reads), log the MLflow run and register both versions. `tables` are the ones
+    `fitted` was fitted on (events from `fitted.as_of` on are left out here too)."""
+    started = time.perf_counter()
+    config, as_of, horizon_days = fitted.config, fitted.as_of, fitted.horizon_days
+    repurchase, timing, evaluation, recipes = (
+        fitted.repurchase,
+        fitted.timing,
+        fitted.evaluation,
+        fitted.recipes,
+    )
+    users, pairs, stats, sample = fitted.users, fitted.pairs, fitted.stats, fitted.sample
+    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
+    tables = StoreTables(events=events, items=tables.items, users=tables.users)
     with (
         _stage("repurchase: register", show_progress) as info,
         tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp,
@@ -466,7 +558,7 @@ def train_repurchase(
         tim_version.version,
         tim_alias,
         as_of,
-        time.perf_counter() - started,
+        fitted.seconds + time.perf_counter() - started,
     )
     rep_eval, tim_eval = evaluation.repurchase, evaluation.timing
     return TrainRepurchaseResult(
@@ -490,8 +582,11 @@ def train_repurchase(
 
 __all__ = [
     "MODEL_CODE_PATH",
+    "FittedRepurchase",
     "RecipeEvaluation",
     "TrainRepurchaseResult",
     "evaluate_recipe",
+    "fit_repurchase_models",
+    "register_repurchase",
     "train_repurchase",
 ]

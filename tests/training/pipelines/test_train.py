@@ -7,6 +7,10 @@ A. the repurchase step refuses its config (a policy rule naming an unknown segme
 B. a run that succeeds: every model's new version becomes its champion;
 C. a second successful run, through the CLI: every new version becomes challenger, the
    champions stay, and the summary table shows the aliases finally set.
+
+A and B fit the repurchase models in a second process beside the recommender (``parallel=True``,
+what stores of a million events get); C, through the CLI, trains this small store one step after
+the other. Both ways give the same figures.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Runs:
     c_exit: int
     c_output: str
     c_aliases: dict[str, dict[str, str | None]]
+    c_repurchase_metrics: dict[str, float]
 
 
 def _aliases(settings: RegistrySettings) -> dict[str, dict[str, str | None]]:
@@ -92,6 +97,7 @@ def _train(store: StoreTables, settings: RegistrySettings, root: Path, repurchas
         recommender_config=load_recommender_config(root / "reco.toml"),
         repurchase_config=load_repurchase_config(root / "rep.toml"),
         settings=settings,
+        parallel=True,
     )
 
 
@@ -122,8 +128,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         ],
         env={"REBUY_HOME": str(home), "MLFLOW_TRACKING_URI": ""},
     )
+    client = settings.client()
+    c_run = client.get_model_version(REPURCHASE_MODEL, "2").run_id
+    c_metrics = dict(client.get_run(c_run).data.metrics)
     return Runs(
-        settings, failed.value, a_aliases, a_versions, b, b_aliases, c.exit_code, c.output, _aliases(settings)
+        settings,
+        failed.value,
+        a_aliases,
+        a_versions,
+        b,
+        b_aliases,
+        c.exit_code,
+        c.output,
+        _aliases(settings),
+        c_metrics,
     )
 
 
@@ -161,3 +179,9 @@ def test_a_second_run_gives_challengers_and_shows_them(runs: Runs) -> None:
         cells = [cell.strip() for cell in row.strip("│").split("│")]
         assert cells[:3] == [name, version, CHALLENGER], runs.c_output
     assert "aliases: done in" in runs.c_output
+
+
+def test_a_second_process_fits_the_same_repurchase_models_as_one_process(runs: Runs) -> None:
+    parallel = runs.b.repurchase.metrics  # run B, fitted beside the recommender
+    assert parallel["lightgbm.roc_auc"] > 0.5 and len(parallel) > 20
+    assert {k: runs.c_repurchase_metrics[k] for k in parallel} == pytest.approx(parallel, rel=1e-9)
