@@ -51,7 +51,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
+from experiments.process_memory import TreePeak
 
 POLL_SECONDS = 0.2
 WEAK_MODELS = """
@@ -238,21 +238,9 @@ def measure(job: str, engine: str, *, data: Path, bundles: Path, out: Path) -> d
     ]  # fmt: skip
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        total = 0
-        try:
-            for proc in [root, *root.children(recursive=True)]:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    continue
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(POLL_SECONDS)
-    stdout, stderr = child.communicate()
+    with TreePeak(child.pid, poll_seconds=POLL_SECONDS) as watch:
+        stdout, stderr = child.communicate()
+    peak = watch.peak
     seconds = time.perf_counter() - started
     if child.returncode != 0:
         tail = last_line(stderr, child.returncode)
