@@ -10,6 +10,9 @@ DAYS   ?= 365
 SEED   ?= 7
 END    ?=
 PORT   ?= 3000
+# pytest-xdist workers; each module stays on one worker (--dist loadscope), and OpenMP gets one
+# thread per worker (two workers of two LightGBM threads each on two cores wait on each other)
+TEST_WORKERS ?= 2
 DEMO_KEYS := $(REBUY_HOME)/demo-keys.env
 
 .PHONY: install run test test-all test-fast lint bench constraints clean
@@ -57,11 +60,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not heavy"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not heavy" -n $(TEST_WORKERS) --dist loadscope
 
 test-all: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
