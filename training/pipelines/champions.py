@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from features import schema as s
 from training.pipelines.evaluate_recommender import evaluate_recommender
 from training.pipelines.promotion import KINDS, RECOMMENDER, REPURCHASE, TIMING
-from training.pipelines.train_repurchase import evaluate_recipe
+from training.pipelines.recipe_evaluation import evaluate_recipe
 from training.recommender import RecommenderConfig
 from training.registry import RegistrySettings
 from training.repurchase.config import RepurchaseConfig

@@ -34,14 +34,12 @@ import pandas as pd
 from features.arrays import ts_ns
 from features.build_stats import StoreStats
 from features.errors import InvalidInputError
-from features.progress import stage
 from features.schema import TS, StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
 from training.feature_cache import FeatureCache, data_start
-from training.pipelines.evaluate_repurchase import RepurchaseEvaluation, evaluate_repurchase
-from training.pipelines.evaluate_timing import TimingEvaluation, evaluate_timing
 from training.pipelines.plots import plot_evaluation
+from training.pipelines.recipe_evaluation import RecipeEvaluation, evaluate_recipe, stage_if
 from training.registry import REPURCHASE_MODEL, TIMING_MODEL, RegistrySettings, register_version, setup_mlflow
 from training.repurchase.btyd_recipe import with_btyd_forecasts
 from training.repurchase.bundle import RepurchaseBundle, fit_repurchase_bundle
@@ -84,84 +82,6 @@ class TrainRepurchaseResult:
     """Evaluations the history could not hold out (``repurchase``, ``timing``) and why."""
 
 
-@dataclass
-class RecipeEvaluation:
-    """The figures `train_repurchase` reports for one config, and the evaluations behind them."""
-
-    metrics: dict[str, float]
-    repurchase: RepurchaseEvaluation | None
-    timing: TimingEvaluation | None
-    skipped: dict[str, str] = field(default_factory=dict)
-    """Evaluations the history could not hold out (``repurchase``, ``timing``) and why."""
-
-
-def evaluate_recipe(
-    tables: StoreTables,
-    *,
-    as_of: pd.Timestamp,
-    horizon_days: int,
-    config: RepurchaseConfig,
-    cache: FeatureCache | None = None,
-    show_progress: bool = False,
-) -> RecipeEvaluation:
-    """Evaluate a config on the latest windows before `as_of`, as `train_repurchase` does.
-
-    Repurchase on ``[as_of - horizon_days, as_of)``, timing on ``[as_of - timing.horizon_days,
-    as_of)``, every model fitted only on the events before its window. Metric keys:
-    ``<model>.<metric>`` (``lightgbm.roc_auc``), ``timing.<model>.<metric>`` (per user),
-    ``timing_category.<model>.<metric>`` (per user x category pair), ``eval_users``,
-    ``timing_eval_buyers``, ``timing_category_eval_pairs`` (censored pairs included),
-    ``timing_category_eval_buyers`` and ``timing_category_predicted_buy_rate``. ``rebuy retrain``
-    calls it with the champion's config to compare both on the same windows.
-
-    A window the history cannot hold out (not even the short-history recipe fits before it) is
-    skipped: its evaluation is None, its metrics are absent and ``skipped`` says why.
-
-    Without `cache` the features are built for the training sample of `config`
-    (`training.sampling.training_cache`), as `train_repurchase` does. `show_progress` reports
-    both evaluations as `features.progress.stage` lines.
-    """
-    if cache is None:  # the training sample of the config, as `train_repurchase` fits on
-        cache, _ = training_cache(FeatureCache(tables, config), as_of=as_of)
-    skipped: dict[str, str] = {}
-    rep_eval: RepurchaseEvaluation | None = None
-    tim_eval: TimingEvaluation | None = None
-    rep_as_of = as_of - pd.Timedelta(days=horizon_days)
-    try:
-        with _stage("repurchase: evaluate repurchase", show_progress):
-            rep_eval = evaluate_repurchase(
-                tables, as_of=rep_as_of, horizon_days=horizon_days, config=config, cache=cache
-            )
-    except InvalidInputError as exc:
-        skipped["repurchase"] = f"window [{rep_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
-    tim_as_of = as_of - pd.Timedelta(days=config.timing.horizon_days)
-    try:
-        with _stage("repurchase: evaluate timing", show_progress):
-            tim_eval = evaluate_timing(tables, as_of=tim_as_of, config=config, cache=cache)
-    except InvalidInputError as exc:
-        skipped["timing"] = f"window [{tim_as_of:%Y-%m-%d}, {as_of:%Y-%m-%d}) not held out: {exc}"
-    for what, why in skipped.items():
-        logger.warning("%s evaluation skipped: %s", what, why)
-    metrics: dict[str, float] = {}
-    if rep_eval is not None:
-        for name, row in rep_eval.table.iterrows():
-            metrics.update({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    if tim_eval is not None:
-        for name, row in tim_eval.table.iterrows():
-            metrics.update({f"timing.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-    if rep_eval is not None:
-        metrics["eval_users"] = float(rep_eval.n_users)
-    if tim_eval is not None:
-        metrics["timing_eval_buyers"] = float(tim_eval.n_buyers)
-    if tim_eval is not None and tim_eval.category_table is not None:
-        for name, row in tim_eval.category_table.iterrows():
-            metrics.update({f"timing_category.{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-        metrics["timing_category_eval_pairs"] = float(tim_eval.n_pairs)
-        metrics["timing_category_eval_buyers"] = float(tim_eval.n_pair_buyers)
-        metrics["timing_category_predicted_buy_rate"] = tim_eval.pair_buy_probability
-    return RecipeEvaluation(metrics=metrics, repurchase=rep_eval, timing=tim_eval, skipped=skipped)
-
-
 def _sample_note(sample: UserSample) -> str:
     """``all 20,000 users`` or ``50,000 of 200,000 users`` (the stage line of the features)."""
     if sample.is_everyone:
@@ -186,11 +106,6 @@ def _pip_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-def _stage(name: str, show_progress: bool) -> contextlib.AbstractContextManager[dict[str, object]]:
-    """`features.progress.stage` when `show_progress`, else a silent stand-in."""
-    return stage(name) if show_progress else contextlib.nullcontext({})
 
 
 def _training_inputs(
@@ -424,13 +339,13 @@ def fit_repurchase_models(
     started = time.perf_counter()
     tables, cache = _training_inputs(tables, as_of=as_of, config=config, cache=cache)
 
-    with _stage("repurchase: features", show_progress) as info:
+    with stage_if("repurchase: features", show_progress) as info:
         users, pairs = build_snapshot(cache, as_of=as_of, horizon_days=horizon_days)
         assert pairs is not None
         stats = cache.stats(as_of)
         train_cache, sample = training_cache(cache, as_of=as_of)
         info |= {"users": len(users), "pairs": len(pairs), "training sample": _sample_note(sample)}
-    with _stage("repurchase: evaluate", show_progress) as info:
+    with stage_if("repurchase: evaluate", show_progress) as info:
         evaluation = evaluate_recipe(
             tables,
             as_of=as_of,
@@ -442,7 +357,7 @@ def fit_repurchase_models(
         info["roc_auc"] = f"{evaluation.metrics.get('lightgbm.roc_auc', float('nan')):.4f}"
         if evaluation.skipped:
             info["skipped"] = ", ".join(sorted(evaluation.skipped))
-    with _stage("repurchase: fit repurchase", show_progress) as info:
+    with stage_if("repurchase: fit repurchase", show_progress) as info:
         rep_eval = evaluation.repurchase
         choice = (
             choose_btyd(
@@ -461,7 +376,7 @@ def fit_repurchase_models(
         info["rows"] = repurchase.window["train_rows"]
         recipes = repurchase.window["recipes"]
         info["recipe"] = f"{recipes['repurchase']['recipe']}, churn {recipes['churn']['recipe']}"
-    with _stage("repurchase: fit timing", show_progress) as info:
+    with stage_if("repurchase: fit timing", show_progress) as info:
         timing = fit_timing_bundle(train_cache, end=as_of, with_category=True)
         info["recipe"] = timing.window["recipes"]["timing"]["recipe"]
     recipes = _recipes(repurchase, timing)
@@ -507,7 +422,7 @@ def register_repurchase(
     events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
     tables = StoreTables(events=events, items=tables.items, users=tables.users)
     with (
-        _stage("repurchase: register", show_progress) as info,
+        stage_if("repurchase: register", show_progress) as info,
         tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp,
     ):
         root = Path(tmp)
