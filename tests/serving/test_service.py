@@ -8,6 +8,7 @@ the same registered models loaded in-process.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -172,7 +173,12 @@ def test_model_info_health_and_metrics(
     assert all(m["alias"] == "champion" and m["run_id"] for m in info["models"])
     assert httpx.get(f"{base_url}/readyz").status_code == 200
     assert httpx.get(f"{base_url}/healthz").status_code == 200
-    assert "bentoml_service_request" in httpx.get(f"{base_url}/metrics").text
+    # a request is counted after its response is sent: on a loaded machine the counter of the
+    # requests above can trail the next /metrics answer by a moment
+    deadline = time.monotonic() + 10.0
+    while "bentoml_service_request" not in (text := httpx.get(f"{base_url}/metrics").text):
+        assert time.monotonic() < deadline, text[:500]
+        time.sleep(0.2)
 
 
 def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
