@@ -53,7 +53,6 @@ from pathlib import Path
 
 from experiments.process_memory import TreePeak
 
-POLL_SECONDS = 0.2
 WEAK_MODELS = """
 [lightgbm]
 num_boost_round = 20
@@ -238,7 +237,7 @@ def measure(job: str, engine: str, *, data: Path, bundles: Path, out: Path) -> d
     ]  # fmt: skip
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TreePeak(child.pid, poll_seconds=POLL_SECONDS) as watch:
+    with TreePeak(child.pid) as watch:
         stdout, stderr = child.communicate()
     peak = watch.peak
     seconds = time.perf_counter() - started

@@ -16,7 +16,6 @@ after the other, where a second process would cost more than it saves.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import RebuyError
-from features.progress import STAGE_LOGGER, stage
+from features.progress import stage, stage_logger
 from features.schema import StoreTables
 from training.lineage import build_lineage, log_lineage, model_seeds
 from training.pipelines.side_process import SideProcess
@@ -51,8 +50,6 @@ RECOMMENDER_STEP = "recommender"
 REPURCHASE_STEP = "repurchase and timing"
 LINEAGE_STEP = "lineage"
 ALIASES_STEP = "aliases"
-
-stage_logger = logging.getLogger(STAGE_LOGGER)
 
 PARALLEL_FROM_EVENTS = 1_000_000
 """Events from which `train_all` fits the repurchase models in a second process by default."""

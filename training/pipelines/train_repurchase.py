@@ -108,12 +108,18 @@ def _pip_requirements() -> list[str]:
     return out
 
 
+def _before(tables: StoreTables, as_of: pd.Timestamp) -> StoreTables:
+    """`tables` with only the events before `as_of`."""
+    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
+    return StoreTables(events=events, items=tables.items, users=tables.users)
+
+
 def _training_inputs(
     tables: StoreTables, *, as_of: pd.Timestamp, config: RepurchaseConfig, cache: FeatureCache | None
 ) -> tuple[StoreTables, FeatureCache]:
     """The tables cut at `as_of` and the feature cache on them (the caller's, checked, or a new one)."""
-    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
-    tables = StoreTables(events=events, items=tables.items, users=tables.users)
+    tables = _before(tables, as_of)
+    events = tables.events
     if cache is None:
         cache = FeatureCache(tables, config)
     elif cache.config != config or len(cache.tables.events) != len(events):
@@ -419,8 +425,7 @@ def register_repurchase(
         fitted.recipes,
     )
     users, pairs, stats, sample = fitted.users, fitted.pairs, fitted.stats, fitted.sample
-    events = tables.events.loc[ts_ns(tables.events[TS]) < as_of.value]
-    tables = StoreTables(events=events, items=tables.items, users=tables.users)
+    tables = _before(tables, as_of)
     with (
         stage_if("repurchase: register", show_progress) as info,
         tempfile.TemporaryDirectory(prefix="rebuy-repurchase-") as tmp,
