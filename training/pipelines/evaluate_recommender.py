@@ -7,6 +7,15 @@ window. Models: most popular, personal top-frequency with recency decay, item-kN
 the fixed blend and the full recommender (LambdaRank). Metrics at `k`: recall, NDCG, hit rate,
 catalogue coverage, and recall on repeat items (bought before ``as_of``) and explore items.
 
+Beside the default `MODELS`, `EXTRA_MODELS` can be asked for by name (the strong baselines of real
+grocery logs, `experiments.eval_completejourney`): ``top_frequency_plain`` (personal top-frequency
+without recency decay), ``top_frequency_decayed`` (with the decay of the package defaults; the same
+as ``top_frequency`` unless the config changes the popularity or interaction settings) and
+``tifu_knn`` (TIFU-KNN with the `TifuKnnConfig` passed in; its user-user similarity is too costly
+for ``rebuy train`` on large stores, hence not a default). With ``known_items_only`` the truth keeps
+only items someone bought before ``as_of`` and the test users are those with such an item (the
+split of `experiments.eval_completejourney`); by default the truth keeps every item, new ones too.
+
 Stores with more test users than ``evaluation.max_users`` are evaluated on a fixed sample of them
 (`evaluation_users`). `evaluate_recommender` computes the table, `plot_recall_curves` draws Recall@K, and
 `log_evaluation` logs an evaluation to MLflow (``rebuy evaluate recommender``, the experiment
@@ -29,24 +38,33 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.progress import stage_logger
-from features.schema import StoreTables
+from features.schema import ITEM_ID, StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
 from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
-from training.recommender import Recommender, RecommenderConfig, StateCache
+from training.recommender import Recommender, RecommenderConfig, StateCache, build_interaction_data
 from training.recommender.baselines import (
     AlsRecommender,
     ItemKnnRecommender,
     MostPopularRecommender,
+    TifuKnnConfig,
+    TifuKnnRecommender,
     TopFrequencyRecommender,
 )
+from training.recommender.config import PopularityConfig
+from training.recommender.interactions import InteractionData
 from training.registry import RegistrySettings, setup_mlflow
 from training.splits import REPEAT, split_at
 
 logger = logging.getLogger(__name__)
 
 MODELS: tuple[str, ...] = ("most_popular", "top_frequency", "item_knn", "als", "fixed_blend", "full")
+EXTRA_MODELS: tuple[str, ...] = ("top_frequency_plain", "top_frequency_decayed", "tifu_knn")
+"""Models run only when named (see the module docstring)."""
+KNOWN_MODELS: tuple[str, ...] = MODELS + EXTRA_MODELS
+NO_DECAY_DAYS = 1e9  # a popularity half-life so long that purchases are plain quantity-weighted counts
 CURVE_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
 
 
@@ -81,6 +99,35 @@ def evaluation_users(users: np.ndarray, max_users: int) -> np.ndarray:
     return users[np.sort(keep)]
 
 
+def check_models(models: Sequence[str]) -> None:
+    """Raise `InvalidInputError` unless `models` names known models, each once."""
+    if not models:
+        raise InvalidInputError(f"no recommender model; expected some of {', '.join(KNOWN_MODELS)}")
+    unknown = [m for m in models if m not in KNOWN_MODELS]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown recommender model {', '.join(map(repr, unknown))}; expected some of {', '.join(KNOWN_MODELS)}"
+        )
+    repeated = sorted({m for m in models if list(models).count(m) > 1})
+    if repeated:
+        raise InvalidInputError(f"recommender model {', '.join(map(repr, repeated))} named more than once")
+
+
+def _top_frequency_data(
+    tables: StoreTables,
+    data: InteractionData,
+    *,
+    as_of: pd.Timestamp,
+    config: RecommenderConfig,
+    reference: RecommenderConfig,
+) -> InteractionData:
+    """`data` when `reference` builds the same interactions as `config`, else a build under `reference`."""
+    fields = {"interactions", "popularity"}
+    if config.model_dump_json(include=fields) == reference.model_dump_json(include=fields):
+        return data
+    return build_interaction_data(tables, as_of=as_of, config=reference)
+
+
 def evaluate_recommender(
     tables: StoreTables,
     *,
@@ -89,6 +136,8 @@ def evaluate_recommender(
     config: RecommenderConfig | None = None,
     k: int = 10,
     models: Sequence[str] = MODELS,
+    tifu: TifuKnnConfig | None = None,
+    known_items_only: bool = False,
     show_progress: bool = False,
     states: StateCache | None = None,
 ) -> RecommenderEvaluation:
@@ -96,11 +145,32 @@ def evaluate_recommender(
 
     The fixed blend and the full model share their fitted pieces through `states` (a new
     `StateCache` when None); `train_recommender` passes its own so the final fit reuses them too.
+
+    Parameters
+    ----------
+    models
+        Names from `MODELS` and `EXTRA_MODELS`, in the order of the table's rows.
+    tifu
+        Settings of ``tifu_knn`` (the `TifuKnnConfig` defaults when None); choose them on an
+        earlier cut-off, never on this window.
+    known_items_only
+        Keep only truth items bought by someone before `as_of`; the test users are then those
+        with at least one (the default keeps every item, so new items count as misses).
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown or repeated model name, or an `as_of` that is not a timestamp.
     """
+    check_models(models)
     config = config or RecommenderConfig()
     states = states if states is not None else StateCache()
     as_of = check_as_of(as_of)
     history, truth = split_at(tables.events, as_of=as_of, horizon_days=horizon_days)
+    is_known = truth[ITEM_ID].isin(pd.unique(history[ITEM_ID].astype(str))).to_numpy()
+    n_unknown_item_pairs = int((~is_known).sum())
+    if known_items_only:
+        truth = truth.loc[is_known].reset_index(drop=True)
     population = truth["user_id"].unique()
     users = evaluation_users(population, config.evaluation.max_users)
     if len(users) < len(population):
@@ -133,6 +203,18 @@ def evaluate_recommender(
             }.get(name)
             if baseline is not None:
                 reco = baseline().fit(data, show_progress=show_progress).recommend(users, k=top_k)
+            elif name in ("top_frequency_plain", "top_frequency_decayed"):
+                reference = RecommenderConfig()
+                if name == "top_frequency_plain":
+                    reference = reference.model_copy(
+                        update={"popularity": PopularityConfig(half_life_days=NO_DECAY_DAYS)}
+                    )
+                own = _top_frequency_data(tables, data, as_of=as_of, config=config, reference=reference)
+                reco = TopFrequencyRecommender().fit(own).recommend(users, k=top_k)
+            elif name == "tifu_knn":
+                reco = (
+                    TifuKnnRecommender(tifu).fit(data, show_progress=show_progress).recommend(users, k=top_k)
+                )
             else:  # the same ALS fit as the full model's personal source (fitted once)
                 factors = states.als_factors(
                     tables, data, as_of=as_of, config=config, show_progress=show_progress
@@ -161,6 +243,8 @@ def evaluate_recommender(
         "n_eval_users": len(users),
         "n_eval_population": len(population),
         "n_truth_pairs": len(truth),
+        "known_items_only": known_items_only,
+        "n_unknown_item_pairs": n_unknown_item_pairs,  # truth pairs of items nobody bought before as_of
         "repeat_share": float(truth[REPEAT].mean()) if len(truth) else float("nan"),
         "n_items": n_items,
     }
@@ -225,8 +309,11 @@ def log_evaluation(
 
 __all__ = [
     "CURVE_KS",
+    "EXTRA_MODELS",
+    "KNOWN_MODELS",
     "MODELS",
     "RecommenderEvaluation",
+    "check_models",
     "evaluate_recommender",
     "evaluation_users",
     "log_evaluation",

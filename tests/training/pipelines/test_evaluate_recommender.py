@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.errors import InvalidInputError
 from features.sample import SampleConfig, generate_store
 from features.schema import ITEM_ID, TS, USER_ID
 from training.pipelines.evaluate_recommender import evaluate_recommender, evaluation_users
@@ -81,3 +82,12 @@ def test_a_large_test_population_is_evaluated_on_its_sample(store) -> None:
     _, truth = split_at(store.events, as_of=AS_OF, horizon_days=30)
     sample = set(evaluation_users(truth[USER_ID].unique(), 150))
     assert evaluation.info["n_truth_pairs"] == int(truth[USER_ID].isin(sample).sum())
+
+
+def test_unknown_or_repeated_model_names_are_errors_naming_them(store) -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"unknown recommender model 'alz'; expected some of .*tifu_knn"
+    ):
+        evaluate_recommender(store, as_of=AS_OF, models=("top_frequency", "alz"))
+    with pytest.raises(InvalidInputError, match=r"'top_frequency' named more than once"):
+        evaluate_recommender(store, as_of=AS_OF, models=("top_frequency", "top_frequency"))
