@@ -28,17 +28,23 @@ def row_rank(scores: np.ndarray) -> np.ndarray:
 
 
 def top_per_row(matrix: sp.csr_matrix, m: int) -> sp.csr_matrix:
-    """The `m` largest entries of each row (ties: lower column first), the rest dropped."""
-    matrix = matrix.tocsr()
-    matrix.sort_indices()
-    keep = np.zeros(matrix.nnz, dtype=bool)
-    for row in range(matrix.shape[0]):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        if end - start <= m:
-            keep[start:end] = True
-        else:
-            data = matrix.data[start:end]
-            order = np.lexsort((matrix.indices[start:end], -data))[:m]
-            keep[start + order] = True
-    coo = matrix.tocoo()
-    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=matrix.shape)
+    """The `m` largest entries of each row (ties: lower column first), the rest dropped.
+
+    Rows of at most `m` entries are kept whole; a longer row keeps the entries above its m-th
+    largest value and, of those equal to it, the lowest columns (a partition per row, no sort).
+    """
+    matrix = sp.csr_matrix(matrix, copy=True)
+    matrix.sum_duplicates()  # also sorts the columns of each row
+    indptr, data = matrix.indptr, matrix.data
+    keep = np.ones(matrix.nnz, dtype=bool)
+    for row in np.flatnonzero(np.diff(indptr) > m):
+        start, end = indptr[row], indptr[row + 1]
+        values = data[start:end]
+        kth = np.partition(values, len(values) - m)[len(values) - m] if m > 0 else np.inf
+        kept = values > kth
+        kept[np.flatnonzero(values == kth)[: m - int(kept.sum())]] = True
+        keep[start:end] = kept
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(indptr))
+    counts = np.bincount(rows[keep], minlength=matrix.shape[0])
+    new_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(indptr.dtype)
+    return sp.csr_matrix((data[keep], matrix.indices[keep], new_indptr), shape=matrix.shape)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
+
 from features.sample import CAT_DRY_FOOD, CAT_LITTER
 from features.schema import CATEGORY, ITEM_ID, PET_TYPE
 from tests.training.recommender.helpers import check_frame
 from training.recommender import SIMILAR_COLUMNS
+from training.recommender.complements import fit_similar_items
+from training.recommender.config import ComplementConfig
+from training.recommender.topk import top_per_row
 
 
 def test_complements_of_cat_food_include_litter(model, store) -> None:
@@ -34,3 +40,29 @@ def test_similar_items_stay_in_the_pet_type_and_unknown_items_fall_back(model, s
     unknown = model.similar_items(["no-such-item"], k=5, category=CAT_LITTER)
     assert len(unknown) == 5 and unknown["is_fallback"].all()
     assert (items.loc[unknown[ITEM_ID], CATEGORY] == CAT_LITTER).all()
+
+
+def test_similar_items_fit_block_by_block_equals_the_cosine_of_the_whole_co_occurrence() -> None:
+    rng = np.random.default_rng(5)
+    n_users, n_items = 60, 45
+    confidence = sp.random(n_users, n_items, density=0.25, random_state=5, format="csr", dtype=np.float32)
+    confidence.data = 1.0 + rng.random(len(confidence.data)).astype(np.float32)
+    confidence = confidence.tolil()
+    confidence[:, 0] = 0.0
+    confidence[3, 0] = 2.0  # item 0: one user, never similar to anything
+    confidence = sp.csr_matrix(confidence)
+    confidence.eliminate_zeros()
+    config = ComplementConfig(max_per_item=6, min_count=2)
+    # the whole co-occurrence at once, as a reference
+    binary = (confidence > 0).astype(np.float64).toarray()
+    co = binary.T @ binary
+    np.fill_diagonal(co, 0.0)
+    n = binary.sum(axis=0)
+    cosine = np.where(co >= config.min_count, co / np.sqrt(np.outer(n, n)), 0.0)
+    expected = top_per_row(sp.csr_matrix(cosine), config.max_per_item).toarray()
+    for block_cells in (1, 50, 10**9):  # one item a block, a few items, every item at once
+        fitted = fit_similar_items(confidence, n_items, config, block_cells=block_cells)
+        assert fitted.shape == (n_items, n_items)
+        np.testing.assert_allclose(fitted.toarray(), expected, rtol=1e-6)
+    assert fitted[0].nnz == 0 and fitted[:, 0].nnz == 0
+    assert (np.diff(fitted.indptr) == config.max_per_item).sum() > n_items // 2
