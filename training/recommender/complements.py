@@ -105,7 +105,11 @@ SIMILAR_BLOCK_CELLS = 20_000_000
 
 
 def fit_similar_items(
-    confidence: sp.csr_matrix, n_items: int, config: ComplementConfig, *, block_cells: int = SIMILAR_BLOCK_CELLS
+    confidence: sp.csr_matrix,
+    n_items: int,
+    config: ComplementConfig,
+    *,
+    block_cells: int = SIMILAR_BLOCK_CELLS,
 ) -> sp.csr_matrix:
     """Cosine co-occurrence of the users who interacted with both items, top ``max_per_item`` per item.
 
