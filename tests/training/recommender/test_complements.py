@@ -9,7 +9,7 @@ from features.sample import CAT_DRY_FOOD, CAT_LITTER
 from features.schema import CATEGORY, ITEM_ID, PET_TYPE
 from tests.training.recommender.helpers import check_frame
 from training.recommender import SIMILAR_COLUMNS
-from training.recommender.complements import fit_similar_items
+from training.recommender.complements import fill_new_item_complements, fit_similar_items
 from training.recommender.config import ComplementConfig
 from training.recommender.topk import top_per_row
 
@@ -66,3 +66,23 @@ def test_similar_items_fit_block_by_block_equals_the_cosine_of_the_whole_co_occu
         np.testing.assert_allclose(fitted.toarray(), expected, rtol=1e-6)
     assert fitted[0].nnz == 0 and fitted[:, 0].nnz == 0
     assert (np.diff(fitted.indptr) == config.max_per_item).sum() > n_items // 2
+
+
+def test_brand_new_items_get_the_mean_complement_row_of_their_category() -> None:
+    rng = np.random.default_rng(8)
+    n_items = 12
+    item_category = np.array([0, 0, 0, 1, 1, 2, 2, 0, 1, 3, 2, 0])
+    seen = np.array([1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 0], dtype=bool)
+    dense = np.where(rng.random((n_items, n_items)) < 0.4, rng.random((n_items, n_items)), 0.0)
+    dense[~seen] = 0.0  # items without events have no co-purchases
+    filled = fill_new_item_complements(sp.csr_matrix(dense.astype(np.float32)), item_category, seen).toarray()
+    for item in range(n_items):
+        same = np.flatnonzero((item_category == item_category[item]) & seen)
+        if seen[item]:
+            expected = dense[item]
+        elif len(same):
+            expected = dense[same].mean(axis=0)
+        else:  # category 3 has no seen item
+            expected = np.zeros(n_items)
+        np.testing.assert_allclose(filled[item], expected, rtol=1e-6, err_msg=f"item {item}")
+    assert filled[9].sum() == 0 and filled[2].sum() > 0
