@@ -125,7 +125,14 @@ class RerankerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     horizon_days: int = Field(30, ge=1, description="label window [as_of - horizon_days, as_of)")
-    max_users: int = Field(8000, ge=10)
+    windows: int = Field(
+        1,
+        ge=1,
+        le=12,
+        description="label windows stacked, each horizon_days long and ending where the next begins "
+        "(the last at as_of), each ranked with pieces fitted before it",
+    )
+    max_users: int = Field(8000, ge=10, description="users sampled per window")
     validation_share: float = Field(0.15, ge=0, lt=1)
     n_estimators: int = Field(300, ge=1)
     learning_rate: float = Field(0.05, gt=0)

@@ -1,9 +1,12 @@
-"""The re-ranker: LightGBM LambdaRank over the candidate rows, trained on the window before ``as_of``.
+"""The re-ranker: LightGBM LambdaRank over the candidate rows, trained on the windows before ``as_of``.
 
 `train_reranker` refits every piece as of ``as_of - horizon_days`` (never on what follows
 ``as_of``), builds the candidate rows of up to ``max_users`` users who bought in
 ``[as_of - horizon_days, as_of)``, labels a row 1 when the user bought the item in that window,
-and trains LambdaRank (early stopping on a share of the users). Fewer than 10 such users: no
+and trains LambdaRank (early stopping on a share of the users). With ``windows`` > 1 the windows
+before it are stacked the same way (``[as_of - j * horizon_days, as_of - (j - 1) * horizon_days)``,
+pieces fitted as of its start; windows without history before them are skipped): one query per
+user and window, the validation users held out of every window. Fewer than 10 users in all: no
 re-ranker, the recommender falls back to the fixed blend.
 """
 
@@ -18,7 +21,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.schema import ITEM_ID, USER_ID, StoreTables
+from features.arrays import ts_ns
+from features.errors import InvalidInputError
+from features.schema import ITEM_ID, TS, USER_ID, StoreTables
 from features.window import purchases_in_window
 from training.recommender.buy_again import BuyAgainScorer
 from training.recommender.candidates import Request, batches, candidate_rows
@@ -96,20 +101,21 @@ def _training_rows(
 def _fit_lambdarank(
     x: np.ndarray,
     y: np.ndarray,
-    gu: np.ndarray,
-    pos_users: np.ndarray,
+    query: np.ndarray,
+    user: np.ndarray,
     config: RerankerConfig,
     rng: np.random.Generator,
 ) -> lgb.Booster:
-    """LambdaRank on rows grouped by user; a `validation_share` of the users drives early stopping."""
+    """LambdaRank on rows grouped by `query` (sorted: one per user and window); a `validation_share`
+    of the users, with all their queries, drives early stopping."""
     rc = config
-    perm_users = rng.permutation(pos_users)
+    perm_users = rng.permutation(np.unique(user))
     n_valid = int(len(perm_users) * rc.validation_share)
     valid_users = np.sort(perm_users[:n_valid])
-    is_valid = np.isin(gu, valid_users)
+    is_valid = np.isin(user, valid_users)
 
     def dataset(mask: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-        _, counts = np.unique(gu[mask], return_counts=True)
+        _, counts = np.unique(query[mask], return_counts=True)
         return lgb.Dataset(
             x[mask],
             label=y[mask],
@@ -147,46 +153,72 @@ def train_reranker(
     show_progress: bool = False,
     states: StateCache | None = None,
 ) -> tuple[lgb.Booster | None, dict[str, Any]]:
-    """LambdaRank on the window ``[as_of - horizon_days, as_of)``, with pieces fitted before it
-    (taken from `states` when it holds them).
+    """LambdaRank on the window ``[as_of - horizon_days, as_of)`` (and the ``windows - 1`` before it),
+    with pieces fitted before each window (taken from `states` when it holds them).
 
     Returns
     -------
     booster
-        The trained re-ranker, or None when fewer than 10 users bought in the window.
+        The trained re-ranker, or None when fewer than 10 users bought in the windows.
     info
-        ``reranker_window_start``, ``reranker_users`` (sampled, at most ``max_users``),
-        ``reranker_population`` (users who bought in the window) and, when trained, ``reranker_rows``,
-        ``reranker_positive_rate``, ``reranker_candidate_recall``, ``reranker_trees``,
-        ``reranker_seconds``.
+        ``reranker_window_start`` (of the earliest window used), ``reranker_windows``,
+        ``reranker_users`` (sampled, at most ``max_users`` a window, summed over windows),
+        ``reranker_population`` (users who bought in the latest window) and, when trained,
+        ``reranker_rows``, ``reranker_positive_rate``, ``reranker_candidate_recall``,
+        ``reranker_trees``, ``reranker_seconds``.
     """
     rc = config.reranker
     started = time.perf_counter()
-    start = as_of - pd.Timedelta(days=rc.horizon_days)
-    state = fit_state(tables, as_of=start, config=config, show_progress=show_progress, cache=states)
-    label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
     rng = np.random.default_rng(rc.seed)
-    population = len(users)  # rows bounded by max_users whatever the store size
-    if len(users) > rc.max_users:
-        users = np.sort(rng.choice(users, size=rc.max_users, replace=False))
+    first_ts = ts_ns(tables.events[TS]).min() if len(tables.events) else None
+    xs, ys, keys = [], [], []
+    n_sampled, n_label_pairs, population, used = 0, 0, 0, []
+    for j in range(1, rc.windows + 1):
+        start = as_of - pd.Timedelta(days=rc.horizon_days * j)
+        if j > 1 and (first_ts is None or first_ts >= start.value):
+            break  # nothing before this window to fit the pieces on
+        try:
+            state = fit_state(tables, as_of=start, config=config, show_progress=show_progress, cache=states)
+        except InvalidInputError:
+            if j == 1:
+                raise
+            break  # no item event before this window
+        label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
+        if j == 1:
+            population = len(users)  # rows bounded by max_users whatever the store size
+        if len(users) > rc.max_users:
+            users = np.sort(rng.choice(users, size=rc.max_users, replace=False))
+        used.append(start)
+        n_sampled += len(users)
+        if len(users) == 0:
+            continue
+        x, y, gu = _training_rows(state, config, scorer, users, label_keys)
+        n_label_pairs += int(np.isin(label_keys // len(state.items), users).sum())
+        xs.append(x)
+        ys.append(y)
+        keys.append(np.stack([np.full(len(gu), j), gu], axis=1))
     info: dict[str, Any] = {
-        "reranker_window_start": str(start),
-        "reranker_users": len(users),
+        "reranker_window_start": str(used[-1] if used else as_of - pd.Timedelta(days=rc.horizon_days)),
+        "reranker_windows": len(used),
+        "reranker_users": n_sampled,
         "reranker_population": population,
     }
-    if len(users) < 10:
+    if n_sampled < 10:
         logger.warning(
-            "re-ranker: only %d users with purchases in [%s, %s); using the blend", len(users), start, as_of
+            "re-ranker: only %d users with purchases in the %d window(s) before %s; using the blend",
+            n_sampled,
+            len(used),
+            as_of,
         )
         return None, info
-    x, y, gu = _training_rows(state, config, scorer, users, label_keys)
-    n_label_pairs = int(np.isin(label_keys // len(state.items), users).sum())
+    x, y, key = np.concatenate(xs), np.concatenate(ys), np.concatenate(keys)
     candidate_recall = float(y.sum() / n_label_pairs) if n_label_pairs else math.nan
-    # rows come grouped by user already; keep users with at least one positive candidate
-    pos_users = np.unique(gu[y > 0])
-    keep = np.isin(gu, pos_users)
-    x, y, gu = x[keep], y[keep], gu[keep]
-    booster = _fit_lambdarank(x, y, gu, pos_users, rc, rng)
+    # one query per (window, user): rows come grouped by user within each window already
+    query = key[:, 0] * (int(key[:, 1].max()) + 1) + key[:, 1]
+    has_pos = np.unique(query[y > 0])
+    keep = np.isin(query, has_pos)
+    x, y, query, user = x[keep], y[keep], query[keep], key[keep, 1]
+    booster = _fit_lambdarank(x, y, query, user, rc, rng)
     info.update(
         {
             "reranker_rows": len(y),
@@ -197,10 +229,11 @@ def train_reranker(
         }
     )
     logger.info(
-        "re-ranker trained on [%s, %s): %d users, %d rows, %d trees, %.1fs",
-        start,
+        "re-ranker trained on %d window(s) from %s to %s: %d queries, %d rows, %d trees, %.1fs",
+        len(used),
+        used[-1],
         as_of,
-        len(pos_users),
+        len(has_pos),
         len(y),
         booster.num_trees(),
         time.perf_counter() - started,
