@@ -171,7 +171,7 @@ def train_reranker(
     started = time.perf_counter()
     rng = np.random.default_rng(rc.seed)
     first_ts = ts_ns(tables.events[TS]).min() if len(tables.events) else None
-    xs, ys, keys = [], [], []
+    xs, ys, keys, user_ids = [], [], [], []
     n_sampled, n_label_pairs, population, used = 0, 0, 0, []
     for j in range(1, rc.windows + 1):
         start = as_of - pd.Timedelta(days=rc.horizon_days * j)
@@ -197,6 +197,7 @@ def train_reranker(
         xs.append(x)
         ys.append(y)
         keys.append(np.stack([np.full(len(gu), j), gu], axis=1))
+        user_ids.append(state.users.ids[gu])  # positions differ between the windows' states
     info: dict[str, Any] = {
         "reranker_window_start": str(used[-1] if used else as_of - pd.Timedelta(days=rc.horizon_days)),
         "reranker_windows": len(used),
@@ -215,9 +216,10 @@ def train_reranker(
     candidate_recall = float(y.sum() / n_label_pairs) if n_label_pairs else math.nan
     # one query per (window, user): rows come grouped by user within each window already
     query = key[:, 0] * (int(key[:, 1].max()) + 1) + key[:, 1]
+    user = pd.factorize(np.concatenate(user_ids))[0]  # the same code for a user in every window
     has_pos = np.unique(query[y > 0])
     keep = np.isin(query, has_pos)
-    x, y, query, user = x[keep], y[keep], query[keep], key[keep, 1]
+    x, y, query, user = x[keep], y[keep], query[keep], user[keep]
     booster = _fit_lambdarank(x, y, query, user, rc, rng)
     info.update(
         {
