@@ -46,16 +46,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
-import psutil
 
-from experiments.serving_load import REPO, TIMEOUT_SECONDS, _create_key, _wait_ready, free_port
+from experiments.serving_load import REPO, TIMEOUT_SECONDS, Server, running_server
 from features.adapters.completejourney import import_completejourney, installed_data_dir
 from features.schema import ITEM_ID, USER_ID, StoreTables
 from training.metrics.ranking import RANK, RecallAtK
@@ -327,50 +326,23 @@ def served(
 ) -> Iterator[tuple[str, str]]:
     """``bentoml serve serving.service:RebuyService`` on `home` and a free port; (URL, storefront key).
 
-    The key is made by ``rebuy keys create`` into a temporary key file, and never printed. Uses
-    `experiments.serving_load`'s helpers; unlike its `running_server` it waits up to
-    `ready_timeout` for ``/readyz``, starts no floor service, and on the way out kills the
-    server's workers too (a worker still loading outlives its terminated parent). With
-    `storefront_user` it waits only until ``/recommend`` answers that user (the campaign worker
-    may still be loading, at a lower CPU priority).
+    `experiments.serving_load.running_server` without the floor service, waiting up to
+    `ready_timeout` for ``/readyz``; with `storefront_user` only until ``/recommend`` answers that
+    user (the campaign worker may still be loading, at a lower CPU priority). Keys are never printed.
     """
-    tmp = Path(tempfile.mkdtemp(prefix="rebuy-cj-serve-"))
-    keys_file = tmp / "api_keys.json"
-    key = _create_key(keys_file, "eval-completejourney", "storefront")
-    env = {**os.environ, "REBUY_HOME": str(home), "REBUY_API_KEYS_FILE": str(keys_file)}
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "REBUY_AUTH"):
-        env.pop(name, None)
-    port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RebuyService", "--port", str(port)]
-    with (tmp / "server.log").open("w") as log:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        workers: list[psutil.Process] = []
-        try:
-            url = f"http://127.0.0.1:{port}"
-            route = "readyz" if storefront_user is None else "recommend"
-            print(
-                f"http: server log {tmp / 'server.log'}; waiting for {url}/{route}",
-                file=sys.stderr,
-                flush=True,
-            )
-            started = time.perf_counter()
-            if storefront_user is None:
-                _wait_ready(url, ready_timeout)
-            else:
-                _wait_storefront(url, key=key, user_id=storefront_user, timeout=ready_timeout)
-            print(f"http: ready after {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
-            yield url, key
-        finally:
-            with suppress(psutil.NoSuchProcess):
-                workers = psutil.Process(server.pid).children(recursive=True)
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            _, alive = psutil.wait_procs(workers, timeout=10)
-            for worker in alive:
-                worker.kill()
+
+    def storefront_answers(server: Server) -> None:
+        assert storefront_user is not None
+        print(f"http: waiting for {server.url}/recommend", file=sys.stderr, flush=True)
+        _wait_storefront(
+            server.url, key=server.keys["storefront"], user_id=storefront_user, timeout=ready_timeout
+        )
+
+    started = time.perf_counter()
+    until = None if storefront_user is None else storefront_answers
+    with running_server(home, floor=False, ready_timeout=ready_timeout, until=until) as server:
+        print(f"http: ready after {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+        yield server.url, server.keys["storefront"]
 
 
 def serve_and_recommend(

@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,11 +117,20 @@ def _wait_ready(url: str, timeout: float) -> None:
 
 
 @contextmanager
-def running_server(home: Path) -> Iterator[Server]:
-    """The real service on `home` and the trivial floor service, each on a free port.
+def running_server(
+    home: Path,
+    *,
+    floor: bool = True,
+    ready_timeout: float = 600.0,
+    until: Callable[[Server], None] | None = None,
+) -> Iterator[Server]:
+    """The real service on `home` and (with `floor`) the trivial floor service, each on a free port.
 
     Keys for the storefront and campaign scopes are created with ``rebuy keys create`` into a
-    temporary key file; the server's other limits are its defaults.
+    temporary key file; the server's other limits are its defaults. It is ready when ``/readyz``
+    answers within `ready_timeout` seconds, or when `until` (given the server, raising on
+    timeout) returns. On the way out the server's workers are stopped too: a worker still
+    loading its models outlives its terminated parent.
     """
     tmp = Path(tempfile.mkdtemp(prefix="rebuy-bench-keys-"))
     keys_file = tmp / "api_keys.json"
@@ -139,27 +148,42 @@ def running_server(home: Path) -> Iterator[Server]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    floor = subprocess.Popen(
-        [*bentoml, "experiments.floor_service:FloorService", "--port", str(floor_port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    procs = [server]
+    if floor:
+        procs.append(
+            subprocess.Popen(
+                [*bentoml, "experiments.floor_service:FloorService", "--port", str(floor_port)],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    workers: list[psutil.Process] = []
     try:
-        url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
-        _wait_ready(url, 600)
-        _wait_ready(floor_url, 120)
+        url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}" if floor else ""
         print(f"server log: {tmp / 'server.log'}", flush=True)
-        yield Server(url=url, floor_url=floor_url, keys=keys, pid=server.pid)
+        running = Server(url=url, floor_url=floor_url, keys=keys, pid=server.pid)
+        if until is None:
+            _wait_ready(url, ready_timeout)
+        else:
+            until(running)
+        if floor:
+            _wait_ready(floor_url, 120)
+        yield running
     finally:
-        for proc in (server, floor):
+        for proc in procs:
+            with suppress(psutil.NoSuchProcess):
+                workers += psutil.Process(proc.pid).children(recursive=True)
             proc.terminate()
-        for proc in (server, floor):
+        for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        for worker in alive:
+            worker.kill()
         log.close()
 
 
