@@ -69,7 +69,7 @@ from training.recommender.baselines import (
 )
 from training.recommender.config import PopularityConfig
 from training.recommender.interactions import InteractionData
-from training.splits import REPEAT, split_at
+from training.splits import REPEAT, known_items, split_at
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ def load_completejourney(folder: Path | None = None) -> StoreTables:
 def known_item_truth(tables: StoreTables, *, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """Truth pairs of users with history, restricted to items bought by anyone before `as_of`."""
     history, truth = split_at(tables.events, as_of=as_of, horizon_days=horizon_days)
-    known = pd.unique(history[ITEM_ID].astype(str))
-    return truth.loc[truth[ITEM_ID].isin(known)].reset_index(drop=True)
+    return truth.loc[known_items(history, truth)].reset_index(drop=True)
 
 
 def capped_recall(reco: pd.DataFrame, truth: pd.DataFrame, *, k: int = K) -> float:

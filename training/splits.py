@@ -122,4 +122,10 @@ def split_at(
     return history, truth
 
 
-__all__ = ["REPEAT", "Fold", "TimeSplitter", "build_truth", "split_at"]
+def known_items(history: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """bool per truth row: its item has an event in `history` (an item the store knew before the
+    cut-off; recommenders cannot rank the others)."""
+    return truth[ITEM_ID].isin(pd.unique(history[ITEM_ID].astype(str))).to_numpy()
+
+
+__all__ = ["REPEAT", "Fold", "TimeSplitter", "build_truth", "known_items", "split_at"]

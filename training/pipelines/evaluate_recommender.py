@@ -40,7 +40,7 @@ import pandas as pd
 
 from features.errors import InvalidInputError
 from features.progress import stage_logger
-from features.schema import ITEM_ID, StoreTables
+from features.schema import StoreTables
 from features.window import check_as_of
 from training.config_io import flatten_params
 from training.metrics.ranking import RecallAtK, calc_metrics, metric_key, standard_metrics
@@ -56,7 +56,7 @@ from training.recommender.baselines import (
 from training.recommender.config import PopularityConfig
 from training.recommender.interactions import InteractionData
 from training.registry import RegistrySettings, setup_mlflow
-from training.splits import REPEAT, split_at
+from training.splits import REPEAT, known_items, split_at
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def evaluate_recommender(
     states = states if states is not None else StateCache()
     as_of = check_as_of(as_of)
     history, truth = split_at(tables.events, as_of=as_of, horizon_days=horizon_days)
-    is_known = truth[ITEM_ID].isin(pd.unique(history[ITEM_ID].astype(str))).to_numpy()
+    is_known = known_items(history, truth)
     n_unknown_item_pairs = int((~is_known).sum())
     if known_items_only:
         truth = truth.loc[is_known].reset_index(drop=True)
