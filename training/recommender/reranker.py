@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from features.arrays import ts_ns
-from features.errors import InvalidInputError
 from features.schema import ITEM_ID, TS, USER_ID, StoreTables
 from features.window import purchases_in_window
 from training.recommender.buy_again import BuyAgainScorer
@@ -177,12 +176,7 @@ def train_reranker(
         start = as_of - pd.Timedelta(days=rc.horizon_days * j)
         if j > 1 and (first_ts is None or first_ts >= start.value):
             break  # nothing before this window to fit the pieces on
-        try:
-            state = fit_state(tables, as_of=start, config=config, show_progress=show_progress, cache=states)
-        except InvalidInputError:
-            if j == 1:
-                raise
-            break  # no item event before this window
+        state = fit_state(tables, as_of=start, config=config, show_progress=show_progress, cache=states)
         label_keys, users = reranker_labels(tables, state, start=start, horizon_days=rc.horizon_days)
         if j == 1:
             population = len(users)  # rows bounded by max_users whatever the store size
